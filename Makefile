@@ -1,0 +1,32 @@
+# Two entry points: `make run` (the whole loop on the bundled example) and `make test`.
+# Both build .venv from nothing on first use; torch is installed first and pinned so that
+# no other package can replace the CPU build with CUDA wheels.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data/leandojo_b4_sample
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: run test test-all bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow"
+
+run: $(STAMP)
+	$(VENV)/bin/lifelean -w workspaces/example run $(DATA) --split-by-dir 2
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""One module per `lifelean` subcommand (registered in :data:`agent.cli.COMMANDS`)."""

