@@ -45,6 +45,17 @@ class LazyGroup(click.Group):
                 return None
             raise
 
+    def invoke(self, ctx: click.Context):
+        """Run the subcommand; a user error becomes one line on stderr and exit status 2."""
+        try:
+            return super().invoke(ctx)
+        except LifeleanError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
