@@ -7,7 +7,6 @@ them. User mistakes (:class:`common.errors.LifeleanError`) print one line on std
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -83,23 +82,8 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI, turning user errors into one line and exit status 2."""
-    try:
-        cli.main(args=argv, prog_name="lifelean", standalone_mode=False)
-    except LifeleanError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    """Console entry point (user errors and Ctrl-C are handled in :meth:`LazyGroup.invoke`)."""
+    cli.main(args=argv, prog_name="lifelean")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ class Workspace:
     # -- repositories -----------------------------------------------------------------------
     def repo_entries(self, state: dict[str, Any] | None = None, include_forgotten: bool = False) -> list[dict[str, Any]]:
         state = state if state is not None else self.load_state()
-        return [r for r in state["repos"] if include_forgotten or not r.get("forgotten")]
+        return [r for r in state["repos"]
+                if include_forgotten or not (r.get("forgotten") or r.get("superseded_by"))]
 
     def load_repository(self, key: str):
         """The imported :class:`~curriculum.lean_data.Repository` of `key`."""
