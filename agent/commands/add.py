@@ -11,7 +11,7 @@ from agent.commands._common import emit, json_option, workspace_root
 from agent.stream import refresh_curriculum, register_repositories
 from agent.workspace import Workspace
 from curriculum.lean_data import Repository
-from curriculum.sources import load_source, parse_source
+from curriculum.sources import SourceSpec, load_source, parse_source
 
 
 def add_source(ws: Workspace, source: str, name: str | None, split_by_dir: int | None,
@@ -21,15 +21,20 @@ def add_source(ws: Workspace, source: str, name: str | None, split_by_dir: int |
     repos = load_source(spec, name=name, split_by_dir=split_by_dir)
     ws = Workspace.open(ws.root, create=True)
     with ws.lock():
-        state = ws.load_state()
-        config = ws.config()
-        record = {"source": spec.text, "kind": spec.kind,
-                  "options": {"name": name, "split_by_dir": split_by_dir}}
-        new, known = register_repositories(ws, state, repos, record)
-        if new:
-            refresh_curriculum(ws, state, config.curriculum.strategy)
-            ws.save_state(state)
-        indexed = _index(ws, state, repos, progress)
+        return register_and_index(ws, spec, repos, name, split_by_dir, progress)
+
+
+def register_and_index(ws: Workspace, spec: SourceSpec, repos: list[Repository], name: str | None,
+                       split_by_dir: int | None, progress: bool) -> dict[str, Any]:
+    """Record loaded repositories in the workspace and index them; the caller holds the lock."""
+    state = ws.load_state()
+    config = ws.config()
+    record = {"source": spec.text, "kind": spec.kind, "options": {"name": name, "split_by_dir": split_by_dir}}
+    new, known = register_repositories(ws, state, repos, record)
+    if new:
+        refresh_curriculum(ws, state, config.curriculum.strategy)
+        ws.save_state(state)
+    indexed = _index(ws, state, repos, progress)
     return {"repos": [_repo_json(r, r in new, indexed.get(r.key, {})) for r in repos],
             "added": len(new), "unchanged": len(known)}
 
