@@ -1,0 +1,38 @@
+"""`lifelean report [--open]`: write reports/index.html and the PNG plots of the run."""
+from __future__ import annotations
+
+import webbrowser
+
+import click
+
+from agent.commands._common import emit, json_option, workspace_from
+
+
+def _open(path) -> None:
+    """Show the page in a browser if there is one; a headless machine is not an error."""
+    try:
+        webbrowser.open(path.resolve().as_uri())
+    except (webbrowser.Error, OSError):
+        pass
+
+
+@click.command("report")
+@click.option("--open", "open_", is_flag=True, help="Open the report in a web browser afterwards.")
+@json_option
+@click.pass_context
+def report(ctx: click.Context, open_: bool, as_json: bool) -> None:
+    """Write an HTML report (reports/index.html, self-contained) with plots of the run.
+
+    \b
+    Plots: the accuracy matrices as heatmaps, Recall@10 and proof rate per repository over steps,
+    theorems proved per step and the difficulty distribution per repository; tables of the lifelong
+    metrics (the numbers of `status --json`) and of every proof found, with how it was checked.
+    Safe to run while `run` is working (it only reads the workspace and writes reports/).
+    """
+    from agent.report import write_report
+
+    rep = write_report(workspace_from(ctx))
+    emit(rep.to_json(), as_json,
+         lambda d: click.echo(f"report written to {d['report']} ({len(d['plots'])} plots beside it)"))
+    if open_:
+        _open(rep.path)
