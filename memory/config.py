@@ -17,7 +17,11 @@ class MemoryConfig:
                                     "under the workspace")
     bank_budget_bytes: int = option(64 * 1024 * 1024, "byte budget of the compressed memory bank; repositories are "
                                     "evicted from evenly when it is exceeded")
-    bank_quantization: Literal["int8", "pq"] = option("int8", "how bank vectors are compressed")
+    bank_quantization: Literal["int8", "int4"] = option(
+        "int8", "how bank vectors are compressed: int8 or int4 scalar quantization, one scale per vector")
+    retrieve_filter: Literal["overfetch", "where"] = option(
+        "overfetch", "how retrieval applies accessibility: fetch more neighbours and filter them here "
+        "('overfetch', measured faster) or let chromadb filter by metadata ('where')")
 
     def __post_init__(self) -> None:
         if self.max_length < 8:

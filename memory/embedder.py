@@ -65,7 +65,9 @@ class Encoder:
         """Load an encoder by our default name, a Hugging Face id, or a local directory."""
         _offline_env()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a weights-loading bar on stderr for a 90 MB model is noise
         path = resolve_encoder_path(name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)

@@ -1,0 +1,68 @@
+"""Which premises a theorem may use: ReProver's accessibility rule (Yang et al., LeanDojo, NeurIPS 2023, §5).
+
+A premise is accessible from a theorem in file F starting at position s if it is defined in a file of the
+transitive import closure of F, or in F itself and it ends before s. Retrieval filters candidates by this
+set so the prover is never offered a lemma Lean would reject as unknown.
+
+Where the corpus does not record a file's imports (LeanDojo exports built from annotations, such as the
+shared sample) accessibility is *unknown*: :meth:`Accessibility.accessible` returns ``None`` and callers
+do not filter, rather than pretend the file imports nothing.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable
+
+import networkx as nx
+
+from curriculum.lean_data import Pos, PremiseFile
+
+
+class Accessibility:
+    """The file import graph of one or more corpora, with per-file premise lists sorted by position."""
+
+    def __init__(self, premise_files: Iterable[PremiseFile]):
+        self.graph: nx.DiGraph = nx.DiGraph()
+        self._premises: dict[str, list[tuple[Pos, str]]] = {}
+        self._unknown: set[str] = set()
+        for pf in premise_files:
+            self.graph.add_node(pf.path)
+            if pf.imports is None:
+                self._unknown.add(pf.path)
+            else:
+                for imp in pf.imports:
+                    self.graph.add_edge(pf.path, imp)
+            entries = self._premises.setdefault(pf.path, [])
+            entries.extend((p.end, p.full_name) for p in pf.premises)
+        for entries in self._premises.values():
+            entries.sort()
+        self._closure = lru_cache(maxsize=4096)(self._closure_uncached)
+
+    def imports_known(self, path: str) -> bool:
+        """True when `path` and every file it reaches recorded its imports."""
+        if path not in self.graph or path in self._unknown:
+            return False
+        return not (self._closure(path) & self._unknown)
+
+    def _closure_uncached(self, path: str) -> frozenset[str]:
+        return frozenset(nx.descendants(self.graph, path))
+
+    def imported_files(self, path: str) -> frozenset[str]:
+        """The transitive import closure of `path` (without `path` itself)."""
+        if path not in self.graph:
+            return frozenset()
+        return self._closure(path)
+
+    def accessible(self, path: str, start: Pos) -> set[str] | None:
+        """Full names of premises accessible from a theorem at `path` starting at `start`; None = unknown."""
+        if not self.imports_known(path):
+            return None
+        names = {name for end, name in self._premises.get(path, ()) if end <= start}
+        for f in self.imported_files(path):
+            names.update(name for _, name in self._premises.get(f, ()))
+        return names
+
+
+def accessible_premises(premise_files: Iterable[PremiseFile], path: str, start: Pos) -> set[str] | None:
+    """One-shot form of :meth:`Accessibility.accessible`."""
+    return Accessibility(premise_files).accessible(path, start)
