@@ -1,0 +1,77 @@
+"""Patches that put found proofs in place of `sorry` (LeanAgent opened pull requests with such proofs).
+
+Only proofs checked by Lean are exported: a replay-checked proof was never run by Lean on the sorry theorem.
+Replacements are applied bottom-up within a file so earlier positions stay valid; one unified diff per file.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from common.atomic import atomic_write_text
+from common.errors import InputError
+from curriculum.lean_data import Theorem
+
+_SORRY = re.compile(r"\bsorry\b")
+
+
+@dataclass(frozen=True)
+class Patch:
+    file_path: str
+    theorems: tuple[str, ...]
+    diff: str
+    path: Path
+
+
+def _offset(lines: list[str], line: int, col: int) -> int:
+    """Character offset of a 1-based (line, column) position."""
+    return sum(len(x) for x in lines[: line - 1]) + col - 1
+
+
+def replace_sorry(source: str, theorem: Theorem, proof: Sequence[str]) -> str:
+    """`source` with the first `sorry` inside `theorem`'s span replaced by the tactic block `proof`."""
+    lines = source.splitlines(keepends=True)
+    if theorem.end.line > len(lines):
+        raise InputError(f"{theorem.file_path}: {theorem.full_name} ends at line {theorem.end.line}, "
+                         f"beyond the file's {len(lines)} lines; is the source at the traced commit?")
+    begin = _offset(lines, theorem.start.line, theorem.start.col)
+    end = _offset(lines, theorem.end.line, theorem.end.col)
+    match = _SORRY.search(source, begin, max(end, begin + 1) + len("sorry"))
+    if match is None:
+        raise InputError(f"{theorem.file_path}: no `sorry` inside {theorem.full_name} "
+                         f"(lines {theorem.start.line}-{theorem.end.line})")
+    line_start = source.rfind("\n", 0, match.start()) + 1
+    prefix = source[line_start:match.start()]
+    if prefix.strip():                              # `... := by sorry`: open a block one level deeper
+        indent = " " * (len(prefix) - len(prefix.lstrip()) + 2)
+        lead = "\n" + indent
+    else:                                           # `sorry` alone on its line: keep its indentation
+        indent, lead = prefix, ""
+    body = ("\n" + indent).join(t.replace("\n", "\n" + indent) for t in proof)
+    head = source[:match.start()].rstrip(" \t") if lead else source[:match.start()]
+    return head + lead + body + source[match.end():]
+
+
+def export_patches(proofs: Sequence[tuple[Theorem, Sequence[str]]], source_root: Path, out_dir: Path) -> list[Patch]:
+    """Write `out_dir/<file>.patch` per Lean file; `proofs` = (sorry theorem, Lean-checked tactics)."""
+    by_file: dict[str, list[tuple[Theorem, Sequence[str]]]] = {}
+    for thm, proof in proofs:
+        by_file.setdefault(thm.file_path, []).append((thm, proof))
+    patches = []
+    for file_path, items in sorted(by_file.items()):
+        src_path = Path(source_root) / file_path
+        if not src_path.is_file():
+            raise InputError(f"{src_path}: Lean source not found; give --source, a checkout at the traced commit")
+        original = src_path.read_text(encoding="utf-8")
+        patched = original
+        for thm, proof in sorted(items, key=lambda tp: (tp[0].start.line, tp[0].start.col), reverse=True):
+            patched = replace_sorry(patched, thm, proof)
+        diff = "".join(difflib.unified_diff(original.splitlines(keepends=True), patched.splitlines(keepends=True),
+                                            fromfile=f"a/{file_path}", tofile=f"b/{file_path}"))
+        out = Path(out_dir) / (file_path.replace("/", "__") + ".patch")
+        atomic_write_text(out, diff)
+        patches.append(Patch(file_path, tuple(t.full_name for t, _ in items), diff, out))
+    return patches

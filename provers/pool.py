@@ -1,0 +1,185 @@
+"""Proving many theorems at once: in this process, over a local process pool, or over Ray actors.
+
+Each worker builds its generator once (one model copy per worker) and proves one theorem per task; the
+generator is re-seeded per theorem (:func:`theorem_seed`), so a theorem's result does not depend on which worker
+ran it or what ran before — the pool gives the same results as a single process. Results are yielded as they
+finish. Ctrl-C (KeyboardInterrupt) cancels queued work, stops the workers, and propagates; every result
+yielded before it is kept by the caller.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from curriculum.lean_data import Repository, Theorem
+from provers.config import ProverConfig
+from provers.factory import EnvFactory, GeneratorSpec, build_generator
+from provers.search import ProofResult, best_first_search
+
+Task = tuple[str, Theorem]   # (repository name, theorem)
+WORKER_MEMORY_BYTES = 2 << 30  # a worker's share of RAM when sizing the pool: encoder + model + search
+
+
+def theorem_seed(seed: int, uid: str) -> int:
+    """A per-theorem seed independent of scheduling: sha256 of (run seed, theorem uid)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{uid}".encode()).digest()[:4], "big")
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker needs: the generator recipe, the repositories (for replay and accessibility), the seed."""
+
+    generator: GeneratorSpec
+    repositories: dict[str, Repository] = field(default_factory=dict)
+    seed: int = 3407
+
+    @property
+    def config(self) -> ProverConfig:
+        return self.generator.config
+
+
+class ProverWorker:
+    """One prover: a generator and an environment factory, built once, proving theorems one at a time."""
+
+    def __init__(self, spec: WorkerSpec, generator=None):
+        self.spec = spec
+        self.generator = generator if generator is not None else build_generator(spec.generator, spec.repositories)
+        self.envs = EnvFactory(spec.config, spec.repositories)
+
+    def prove(self, repo: str, theorem: Theorem) -> ProofResult:
+        self.generator.reset(theorem_seed(self.spec.seed, theorem.uid))
+        result = best_first_search(theorem, self.envs.open(repo, theorem), self.generator, self.spec.config, repo=repo)
+        if result.proved and self.spec.config.learn_online and hasattr(self.generator, "learn"):
+            self.generator.learn([(s, t, ()) for s, t in zip(result.states, result.proof)])
+        return result
+
+
+def auto_workers(tasks: int) -> int:
+    """Workers sized to the machine: CPUs available to us, RAM / per-worker share, and the number of tasks."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        mem = cpus * WORKER_MEMORY_BYTES
+    return max(1, min(cpus, mem // WORKER_MEMORY_BYTES, tasks))
+
+
+# -- local process pool --------------------------------------------------------------------------------------
+_WORKER: ProverWorker | None = None
+
+
+def _init_process(spec: WorkerSpec) -> None:
+    """Worker start-up: ignore Ctrl-C (the parent stops us), one thread each, build the prover once."""
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    _WORKER = ProverWorker(spec)
+
+
+def _prove_in_process(repo: str, theorem: Theorem) -> ProofResult:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.prove(repo, theorem)
+
+
+def _stop_executor(executor: ProcessPoolExecutor) -> None:
+    """Cancel queued tasks and terminate the workers (their processes must be taken before `shutdown`,
+    which forgets them)."""
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
+
+
+def _run_processes(tasks: Sequence[Task], spec: WorkerSpec, workers: int) -> Iterator[ProofResult]:
+    ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process, initargs=(spec,))
+    pending: set[Future] = set()
+    try:
+        pending = {executor.submit(_prove_in_process, repo, thm) for repo, thm in tasks}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+    except BaseException:
+        _stop_executor(executor)
+        raise
+    executor.shutdown(wait=True)
+
+
+# -- Ray -----------------------------------------------------------------------------------------------------
+def _run_ray(tasks: Sequence[Task], spec: WorkerSpec, workers: int, address: str) -> Iterator[ProofResult]:
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        from common.errors import InputError
+
+        raise InputError("--ray needs Ray: pip install 'lifelean[cluster]'") from None
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address == "local":
+            ray.init(num_cpus=workers, _node_ip_address="127.0.0.1", include_dashboard=False,
+                     log_to_driver=False, runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+        else:
+            ray.init(address=address, log_to_driver=False)
+        started = True
+    actor_cls = ray.remote(num_cpus=1)(_RayWorker)
+    actors = [actor_cls.remote(spec) for _ in range(workers)]
+    try:
+        pool = ActorPool(actors)
+        yield from pool.map_unordered(lambda actor, task: actor.prove.remote(*task), list(tasks))
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+class _RayWorker:
+    """A Ray actor holding one :class:`ProverWorker` (one model copy per actor)."""
+
+    def __init__(self, spec: WorkerSpec):
+        _init_process(spec)
+
+    def prove(self, repo: str, theorem: Theorem) -> ProofResult:
+        return _prove_in_process(repo, theorem)
+
+
+def prove_many(tasks: Sequence[Task], spec: WorkerSpec, workers: int | None = None, ray_address: str | None = None,
+               worker: ProverWorker | None = None) -> Iterator[ProofResult]:
+    """Prove every (repo, theorem) task; yields results as they finish (order may differ from `tasks`).
+
+    `workers` = 1 runs here (reusing `worker` when given); more uses a spawn process pool; 0/None sizes it to the
+    machine; `ray_address` ('local', 'auto' or host:port) uses Ray actors through `ray.util.ActorPool` instead.
+    """
+    tasks = list(tasks)
+    if not tasks:
+        return
+    n = spec.config.workers if workers is None else workers
+    n = auto_workers(len(tasks)) if n == 0 else min(n, len(tasks))
+    if ray_address:
+        yield from _run_ray(tasks, spec, n, ray_address)
+    elif n <= 1:
+        local = worker or ProverWorker(spec)
+        for repo, thm in tasks:
+            yield local.prove(repo, thm)
+    else:
+        yield from _run_processes(tasks, spec, n)
