@@ -1,0 +1,320 @@
+"""Retriever training and strategies on the real MiniLM and the real LeanDojo sample (short inputs, few pairs)."""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from agent.evaluate import VectorIndex, bm25_tokens, ranking_scores, retrieval_scores
+from agent.learning_config import LearningConfig
+from agent.retriever import Corpus, RetrieverLearner, TrainingPair, cap_examples, training_pairs, weights_digest
+from agent.strategies import REGISTRY, Strategy, build_strategies
+from agent.strategies.adapters import select_adapter
+from agent.strategies.distill import distill_kl
+from agent.strategies.merge import lines_scale
+from agent.strategies.replay import ReservoirBuffer
+from memory.embedder import Encoder
+
+
+@pytest.fixture(scope="module")
+def repos(b4_sample):
+    from curriculum.lean_data import load_dataset, to_repositories
+
+    return {r.name: r for r in to_repositories(load_dataset(b4_sample), split_by_dir=2)}
+
+
+@pytest.fixture(scope="module")
+def corpus(repos):
+    """Two repositories' premises (~350): enough negatives, and embedded once per module."""
+    return Corpus.from_repositories([repos["Mathlib/Data"], repos["Mathlib/Algebra"]])
+
+
+@pytest.fixture(scope="module")
+def short_encoder(encoder):
+    """The real MiniLM with 48-token inputs, so a training step takes a fraction of a second."""
+    return Encoder(encoder.model, encoder.tokenizer, encoder.name, max_length=48)
+
+
+def config(**kw) -> LearningConfig:
+    kw.setdefault("batch_size", 4)
+    kw.setdefault("lr", 1e-4)
+    return LearningConfig(**kw)
+
+
+def few_pairs(repos, corpus, name="Mathlib/Data", n=8):
+    return cap_examples(training_pairs(repos[name], corpus.index), n, 0)
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def test_ranking_scores_reprover_definitions():
+    ranked = [["a", "b", "c"], ["x", "y", "z"], ["q", "r", "s"]]
+    positives = [{"b", "c"}, {"x"}, {"nope"}]
+    s = ranking_scores(ranked, positives, k=(1, 2))
+    assert s["recall@1"] == pytest.approx((0 + 1 + 0) / 3)
+    assert s["recall@2"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert s["mrr"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert s["tactics"] == 3
+    empty = ranking_scores([], [], k=(1, 10))
+    assert math.isnan(empty["recall@10"]) and math.isnan(empty["mrr"]) and empty["tactics"] == 0
+
+
+def test_vector_index_orders_by_dot_product_and_filters():
+    idx = VectorIndex(["a", "b", "c"], np.array([[1, 0], [0.6, 0.8], [0, 1]], dtype=np.float32))
+    hits = idx.retrieve_by_vectors(np.array([[0.0, 1.0]]), 2)[0]
+    assert [h.full_name for h in hits] == ["c", "b"]
+    only = idx.retrieve_by_vectors(np.array([[0.0, 1.0]]), 2, accessible=[{"a"}])[0]
+    assert [h.full_name for h in only] == ["a"]
+
+
+def test_bm25_tokens_split_names_and_keep_symbols():
+    assert bm25_tokens("Nat.add_comm ∀ x") == ["nat", "add", "comm", "∀", "x"]
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def test_training_pairs_keep_only_corpus_premises(repos, corpus):
+    repo = repos["Mathlib/Data"]
+    pairs = training_pairs(repo, corpus.index)
+    assert pairs and all(p.premise in corpus.index and p.premise in p.positives for p in pairs)
+    assert all(p.repo == "Mathlib/Data" for p in pairs)
+    assert training_pairs(repo, set()) == []
+    assert cap_examples(pairs, 5, 1) == cap_examples(pairs, 5, 1) != cap_examples(pairs, 5, 2)
+
+
+def test_batch_has_in_file_negatives_and_masks_other_positives(short_encoder, repos, corpus):
+    learner = RetrieverLearner(short_encoder, config(hard_negatives=2), corpus)
+    multi = next(p for p in training_pairs(repos["Mathlib/Data"], corpus.index) if len(p.positives) > 1)
+    batch = learner.make_batch([multi], random.Random(0))
+    cols = [corpus.names[i] for i in batch.candidates]
+    assert cols[int(batch.target[0])] == multi.premise
+    path = corpus.paths[corpus.index[multi.premise]]
+    negatives = [c for c in cols if c not in multi.positives]
+    same_file = [i for i in corpus.by_path[path] if corpus.names[i] not in multi.positives]
+    assert len(negatives) == 2
+    if len(same_file) >= 2:
+        assert all(corpus.paths[corpus.index[c]] == path for c in negatives)
+    masked = {cols[j] for j in torch.nonzero(batch.mask[0]).flatten().tolist()}
+    assert masked == {c for c in cols if c in multi.positives and c != multi.premise}
+
+
+# -- strategies ---------------------------------------------------------------------------------
+
+
+class Recorder(Strategy):
+    """Records the hooks it sees (a real strategy that changes nothing)."""
+
+    name = "recorder"
+
+    def __init__(self, cfg, log):
+        super().__init__(cfg)
+        self.log = log
+
+    def before_repo(self, ctx):
+        self.log.append("before_repo")
+
+    def mix(self, examples, ctx):
+        self.log.append("mix")
+        return examples
+
+    def loss_terms(self, batch):
+        assert batch.logits is not None
+        self.log.append("loss_terms")
+        return {}
+
+    def after_repo(self, ctx):
+        self.log.append("after_repo")
+
+
+def test_every_hook_fires_in_order(short_encoder, repos, corpus):
+    log: list[str] = []
+    cfg = config()
+    learner = RetrieverLearner(short_encoder, cfg, corpus, [Recorder(cfg, log)])
+    stats = learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=8), step=0, seed=1)
+    assert stats["batches"] == 2
+    assert log == ["before_repo", "mix", "loss_terms", "mix", "loss_terms", "after_repo"]
+
+
+def test_registry_and_composition():
+    assert set(REGISTRY) >= {"naive", "frozen", "replay", "ewc", "distill", "adapters", "merge"}
+    names = [s.name for s in build_strategies(LearningConfig(strategy=["merge", "adapters", "ewc"]))]
+    assert names == ["adapters", "merge", "ewc"]  # adapters first: it rebuilds the model
+    with pytest.raises(ValueError):
+        LearningConfig(strategy=["frozen", "replay"])
+
+
+def test_same_seed_same_weights_and_different_seed_differs(short_encoder, repos, corpus):
+    pairs = few_pairs(repos, corpus, n=4)
+    digests = []
+    for seed in (7, 7, 8):
+        learner = RetrieverLearner(short_encoder, config(), corpus, build_strategies(config(strategy=["naive"])))
+        learner.train_repository("Mathlib/Data", pairs, 0, seed)
+        digests.append(weights_digest(learner.model))
+    assert digests[0] == digests[1] != digests[2]
+    assert digests[0] != weights_digest(short_encoder.model)
+
+
+def test_frozen_does_not_train(short_encoder, repos, corpus):
+    cfg = config(strategy=["frozen"])
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    stats = learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    assert stats["batches"] == 0 and weights_digest(learner.model) == weights_digest(short_encoder.model)
+
+
+def test_ewc_penalty_zero_at_anchor_and_grows_with_distance(short_encoder, repos, corpus):
+    cfg = config(strategy=["ewc"], ewc_samples=2)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    ewc = learner.strategies[0]
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    assert ewc.fisher and torch.cat([f.flatten() for f in ewc.fisher.values()]).mean() == pytest.approx(1.0)
+    from agent.strategies.base import RepoContext
+
+    ewc.before_repo(RepoContext(learner, "Mathlib/Algebra", [], random.Random(0), 1))
+    assert float(ewc.penalty()) == 0.0
+    name, p = next((n, p) for n, p in learner.trainable() if ewc.fisher[n].sum() > 0)
+    values = []
+    for eps in (1e-3, 2e-3):
+        with torch.no_grad():
+            p.copy_(ewc.anchor[name] + eps)
+        values.append(float(ewc.penalty()))
+    assert 0 < values[0] < values[1] == pytest.approx(4 * values[0], rel=1e-3)
+
+
+def test_ewc_fisher_decays_online(short_encoder, repos, corpus):
+    cfg = config(strategy=["ewc"], ewc_samples=2, ewc_gamma=0.5)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    ewc = learner.strategies[0]
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    first = {n: f.clone() for n, f in ewc.fisher.items()}
+    learner.train_repository("Mathlib/Algebra", few_pairs(repos, corpus, "Mathlib/Algebra", n=4), 1, 1)
+    total = sum(float(f.sum()) for f in ewc.fisher.values())
+    numel = sum(f.numel() for f in ewc.fisher.values())
+    # γ·F_old (mean 1) + F_new (mean 1): mean 1.5
+    assert total / numel == pytest.approx(1.5, rel=1e-4)
+    assert any(not torch.equal(first[n], ewc.fisher[n]) for n in first)
+
+
+def test_distill_kl_zero_for_same_model_positive_after_change(short_encoder, repos, corpus):
+    assert float(distill_kl(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 2.0]]), 2.0)) == pytest.approx(0.0)
+    cfg = config(strategy=["distill"])
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    distill = learner.strategies[0]
+    from agent.strategies.base import RepoContext
+
+    pairs = few_pairs(repos, corpus, n=4)
+    distill.before_repo(RepoContext(learner, "Mathlib/Data", pairs, random.Random(0), 0))
+    learner.model.eval()
+    batch = learner.make_batch(pairs, random.Random(0))
+    learner.forward(batch)
+    assert float(distill.loss_terms(batch)["distill"]) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        for p in learner.model.encoder.layer[-1].parameters():
+            p.mul_(1.5)
+    learner.forward(batch)
+    assert float(distill.loss_terms(batch)["distill"]) > 1e-4
+
+
+def test_replay_buffer_is_repository_balanced():
+    buf = ReservoirBuffer(per_repo=10, seed=0)
+    buf.add("big", list(range(1000)))
+    buf.add("small", ["s1", "s2"])
+    assert len(buf.slots["big"]) == 10 and len(buf) == 12
+    got = buf.sample(20, random.Random(0))
+    assert sum(1 for x in got if isinstance(x, str)) == 10
+    assert buf.sample(5, random.Random(0), exclude_repo="big") and \
+        all(isinstance(x, str) for x in buf.sample(5, random.Random(0), exclude_repo="big"))
+
+
+def test_replay_batches_contain_earlier_repositories_items(short_encoder, repos, corpus, tmp_path):
+    from memory.bank import MemoryBank
+
+    bank = MemoryBank(tmp_path / "bank", short_encoder)
+    bank.add_repository(repos["Mathlib/Algebra"])
+    cfg = config(strategy=["replay"], replay_ratio=0.5)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg, replay_source=bank))
+    seen: list[list[str]] = []
+
+    class Spy(Strategy):
+        name = "spy"
+
+        def loss_terms(self, batch):
+            seen.append([ex.repo for ex in batch.examples])
+            return {}
+
+    learner.strategies.append(Spy(cfg))
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=8), 0, 1)
+    assert seen and all(b.count("Mathlib/Data") == 4 and b.count("Mathlib/Algebra") == 4 for b in seen)
+
+
+def test_lines_scale_is_linear_in_depth():
+    assert lines_scale(0, 7, 0.0, 1.0) == 0.0
+    assert lines_scale(6, 7, 0.0, 1.0) == 1.0
+    assert lines_scale(3, 7, 0.2, 0.8) == pytest.approx(0.6)
+    assert lines_scale(None, 7, 0.0, 1.0) == 1.0
+
+
+def test_merge_keeps_embeddings_and_scales_deep_layers(short_encoder, repos, corpus):
+    cfg = config(strategy=["merge"], lines_alpha=0.0, lines_beta=1.0)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    after = dict(learner.model.named_parameters())
+    emb = "embeddings.word_embeddings.weight"
+    assert torch.equal(before[emb], after[emb])  # λ(0) = 0: the update to the shallowest block is dropped
+    last = "encoder.layer.5.attention.self.query.weight"
+    assert not torch.equal(before[last], after[last])
+
+
+def test_adapters_leave_base_weights_untouched_and_route_by_repo(short_encoder, repos, corpus):
+    cfg = config(strategy=["adapters"], lora_lr=1e-2)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    base = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    learner.train_repository("Mathlib/Algebra", few_pairs(repos, corpus, "Mathlib/Algebra", n=4), 1, 1)
+    model = learner.model
+    for n, p in model.named_parameters():
+        if "lora_" not in n:
+            key = n.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, base[key]), n
+    assert set(model.peft_config) == {"r_Mathlib_Data", "r_Mathlib_Algebra", "merged"}
+    states = ["⊢ a + b = b + a"]
+    vecs = {}
+    for repo in ("Mathlib/Data", "Mathlib/Algebra", "Unknown/Repo"):
+        assert select_adapter(model, repo) == {"Mathlib/Data": "r_Mathlib_Data",
+                                               "Mathlib/Algebra": "r_Mathlib_Algebra"}.get(repo, "merged")
+        learner.query.reset_version()
+        vecs[repo] = learner.query.encode(states)
+    assert not np.allclose(vecs["Mathlib/Data"], vecs["Mathlib/Algebra"])
+    assert not np.allclose(vecs["Unknown/Repo"], short_encoder.encode(states))
+
+
+def test_checkpoint_roundtrip_restores_weights_optimizer_and_strategy_state(short_encoder, repos, corpus, tmp_path):
+    cfg = config(strategy=["ewc"], ewc_samples=2)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    path = learner.save(tmp_path / "ckpt" / "0000", {"step": 0})
+    assert not (tmp_path / "ckpt" / ".tmp-0000").exists()
+    assert {p.name for p in path.iterdir()} == {"model.safetensors", "training.pt", "meta.json"}
+    fresh = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    meta = fresh.load(path)
+    assert meta["step"] == 0 and meta["strategies"] == ["ewc"] and meta["encoder_version"] == fresh.query.version
+    assert weights_digest(fresh.model) == weights_digest(learner.model)
+    assert fresh.optimizer is not None and fresh.optimizer.state_dict()["state"]
+    assert set(fresh.strategies[0].fisher) == set(learner.strategies[0].fisher)
+    # continuing from the restored checkpoint equals continuing in memory
+    more = few_pairs(repos, corpus, "Mathlib/Algebra", n=4)
+    learner.train_repository("Mathlib/Algebra", more, 1, 1)
+    fresh.train_repository("Mathlib/Algebra", more, 1, 1)
+    assert weights_digest(fresh.model) == weights_digest(learner.model)
+
+
+def test_retrieval_scores_on_real_tactics(short_encoder, repos, corpus):
+    small = Corpus.from_repositories([repos["Mathlib/Data"]])
+    idx = VectorIndex.build(small.names, small.texts, short_encoder)
+    s = retrieval_scores(short_encoder, idx, repos["Mathlib/Data"].theorems_in("test"))
+    assert s["tactics"] > 0 and 0 <= s["recall@1"] <= s["recall@10"] <= 1 and 0 < s["mrr"] <= 1
