@@ -94,6 +94,7 @@ def learn_repository(ws: Workspace, config: RunConfig, state: dict[str, Any], re
             store.add_repo(r)
         stats["reembedded"] = store.count()
     stats["checkpoint"] = str(final)
+    stats["pruned"] = prune_checkpoints(ws, keep=config.learning.keep_checkpoints, upto=step)
     stats["encoder_version"] = learner.query.version
     return stats
 
@@ -144,6 +145,15 @@ def evaluate_row(ws: Workspace, config: RunConfig, repos: Sequence[Repository], 
 def in_memory_index(corpus: Corpus, encoder: Encoder) -> VectorIndex:
     """Premise vectors of `corpus` under `encoder`, held in memory (scoring without a workspace store)."""
     return VectorIndex.build(corpus.names, corpus.texts, encoder)
+
+
+def prune_checkpoints(ws: Workspace, keep: int, upto: int) -> int:
+    """Delete all but the `keep` newest checkpoints of steps <= `upto`: resuming needs only the newest one
+    (training of step i+1 starts from checkpoint i), and each holds weights plus optimizer state."""
+    old = [p for s, p in checkpoints(ws) if s <= upto][:-max(keep, 1)]
+    for p in old:
+        shutil.rmtree(p)
+    return len(old)
 
 
 def remove_checkpoints_after(ws: Workspace, step: int) -> int:

@@ -36,6 +36,8 @@ class LearningConfig:
     lora_lr: float = option(5e-4, "adapters / generator: learning rate of LoRA parameters")
     lines_alpha: float = option(0.0, "merge: LiNeS scale of the shallowest block (embeddings)")
     lines_beta: float = option(1.0, "merge: LiNeS scale added linearly up to the deepest block (alpha + beta)")
+    keep_checkpoints: int = option(2, "checkpoints kept on disk (newest first); older ones are deleted once a newer "
+                                   "one is durable (each holds weights and optimizer state, ~270 MB for MiniLM)")
     train_generator: bool = option(False, "also fine-tune the 'hf' generator with LoRA after each repository")
     generator_batch_size: int = option(8, "generator: (prompt, tactic) pairs per batch")
     generator_max_examples: int = option(1000, "generator: training pairs per repository at most")

@@ -21,7 +21,7 @@ from agent.config import RunConfig
 from agent.workspace import STEPS, Workspace
 from common.atomic import append_jsonl, iter_jsonl_tolerant
 from common.errors import LifeleanError
-from curriculum.lean_data import Repository, Theorem
+from curriculum.lean_data import Repository
 
 BASELINE_STEP = -1
 
@@ -66,15 +66,6 @@ def stream_order(ws: Workspace, state: dict[str, Any]) -> list[str]:
     return started + rest
 
 
-def open_theorems(repo: Repository) -> list[Theorem]:
-    """What the prove step attempts: sorry theorems and held-out test theorems (with a recorded trace)."""
-    return [t for t in repo.theorems if t.is_sorry or (t.split == "test" and t.tactics)]
-
-
-def test_theorems(repo: Repository) -> list[Theorem]:
-    return [t for t in repo.theorems if t.split == "test" and t.tactics and not t.is_sorry]
-
-
 # ------------------------------------------------------------------------------------------------
 # Steps
 
@@ -97,9 +88,13 @@ def step_learn(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
                             replay_repos=ctx.learned_before(i - 1) if i > 0 else [])
 
 
-def _query_encoder(ctx: LoopContext):
+def _query_encoder(ctx: LoopContext, repo_name: str | None = None):
+    """The current query tower: the newest checkpoint's (one per process), or with `adapters` the
+    adapter of `repo_name` (LoRA per repository, selected at retrieval time)."""
     from agent.learning import load_query_encoder
 
+    if "adapters" in ctx.config.learning.strategy:
+        return load_query_encoder(ctx.ws, ctx.config, repo=repo_name)
     if ctx._query_encoder is None:
         ctx._query_encoder = load_query_encoder(ctx.ws, ctx.config)
     return ctx._query_encoder
@@ -113,7 +108,7 @@ def recorded_proofs(ctx: LoopContext, step: int) -> dict[str, dict[str, Any]]:
 
 def step_prove(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
     """Attempt the repository's open theorems; each result is appended to proofs.jsonl as it finishes."""
-    from agent.proving import prove_theorems
+    from agent.proving import open_theorems, prove_theorems
 
     targets = open_theorems(repo)
     done = recorded_proofs(ctx, i)
@@ -124,7 +119,7 @@ def step_prove(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
         ctx.report("proof", {"repo": repo.name, "theorem": result.theorem, "proved": result.proved})
 
     if todo:
-        prove_theorems(ctx.ws, ctx.config, repo, todo, query_encoder=_query_encoder(ctx), on_result=on_result,
+        prove_theorems(ctx.ws, ctx.config, repo, todo, query_encoder=_query_encoder(ctx, repo.name), on_result=on_result,
                        step=i, bank_repos=ctx.learned_before(i), add_to_bank=False)
     results = recorded_proofs(ctx, i)
     proved = sum(1 for t in targets if results.get(t.uid, {}).get("proved"))
@@ -133,7 +128,7 @@ def step_prove(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
 
 def step_bank(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
     """Store the proofs found at this step in the memory bank (idempotent: the bank skips duplicates)."""
-    from agent.memory_ops import remember_proofs
+    from agent.proving import remember_proofs
 
     proofs = [r for r in recorded_proofs(ctx, i).values() if r.get("proved")]
     added = remember_proofs(ctx.ws, ctx.config, repo, proofs)
@@ -144,20 +139,25 @@ def evaluate_cells(ctx: LoopContext, row: int, position: int) -> list[dict[str, 
     """One row of the accuracy matrix: every repository of the stream, after learning `position`
     repositories (−1: before any). Retrieval on held-out tactics; proof rate on held-out theorems."""
     from agent.evaluate import retrieval_scores
+    from agent.learning import document_encoder
     from agent.memory_ops import open_store
-    from agent.proving import prove_theorems
+    from agent.proving import held_out_theorems, prove_theorems
 
-    encoder = _query_encoder(ctx)
-    store = open_store(ctx.ws, ctx.config)
     bank_repos = ctx.learned_before(position) if position >= 0 else []
+    stores: dict[str, Any] = {}
     records = []
     for key in ctx.order:
         repo = ctx.repos[key]
-        tests = test_theorems(repo)
+        tests = held_out_theorems(repo)
         rec: dict[str, Any] = {"kind": "eval", "step": row, "after": ctx.order[position] if position >= 0 else None,
                                "repo": key, "theorems": len(tests)}
         if tests:
-            rec.update(retrieval_scores(encoder, store, tests))
+            encoder = _query_encoder(ctx, repo.name)
+            doc = document_encoder(ctx.config, encoder)
+            if doc.version not in stores:
+                stores[doc.version] = open_store(ctx.ws, ctx.config, encoder=doc)
+            scores = retrieval_scores(encoder, stores[doc.version], tests)
+            rec.update({k: (None if isinstance(v, float) and v != v else v) for k, v in scores.items()})
             results = prove_theorems(ctx.ws, ctx.config, repo, tests, query_encoder=encoder, step=row,
                                      bank_repos=bank_repos, add_to_bank=False, record=False)
             rec["proof_rate"] = sum(1 for r in results if r.proved) / len(tests)

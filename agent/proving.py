@@ -47,6 +47,16 @@ def remember_proofs(ws: Workspace, config: RunConfig, repo: Repository, records:
     return open_bank(ws, config).add(items) if items else 0
 
 
+def open_theorems(repo: Repository) -> list[Theorem]:
+    """What proving a repository attempts: sorry theorems and held-out test theorems with a recorded trace."""
+    return [t for t in repo.theorems if t.is_sorry or (t.split == "test" and t.tactics)]
+
+
+def held_out_theorems(repo: Repository) -> list[Theorem]:
+    """Held-out test theorems with a recorded trace: the columns of the proof-rate matrix."""
+    return [t for t in repo.theorems if t.split == "test" and t.tactics and not t.is_sorry]
+
+
 def worker_spec(ws: Workspace, config: RunConfig, repositories: dict[str, Repository], query_encoder=None,
                 bank_repos: Sequence[str] | None = None) -> WorkerSpec:
     """The recipe every prover worker builds itself from: this workspace's store, bank and encoders."""
@@ -99,4 +109,5 @@ def prove_theorems(ws: Workspace, config: RunConfig, repo: Repository, theorems:
     return [results[t.uid] for t in theorems if t.uid in results]
 
 
-__all__ = ["ProverWorker", "bank_items", "proof_record", "prove_theorems", "remember_proofs", "worker_spec"]
+__all__ = ["ProverWorker", "bank_items", "held_out_theorems", "open_theorems", "proof_record", "prove_theorems",
+           "remember_proofs", "worker_spec"]

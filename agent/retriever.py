@@ -23,6 +23,7 @@ import copy
 import json
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -167,6 +168,9 @@ class Batch:
 
 MASKED = -1e4
 _DOC_VECTORS: dict[tuple[str, int, int], "torch.Tensor"] = {}   # frozen-tower corpus vectors, a few corpora
+
+
+_IO_FAILURE = re.compile(r"I/O error|os error|failed writing|No space left|File too large", re.I)
 
 
 class RetrieverLearner:
@@ -398,11 +402,19 @@ class RetrieverLearner:
         full = not self.partial_weights()
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()
                  if full or "lora_" in k}
-        if self.trains:
-            save_file(state, str(tmp / "model.safetensors"))
-        torch.save({"optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-                    "optimizer_names": list(self._opt_names),
-                    "strategies": {s.name: s.state_dict() for s in self.strategies}}, tmp / "training.pt")
+        try:
+            if self.trains:
+                save_file(state, str(tmp / "model.safetensors"))
+            torch.save({"optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                        "optimizer_names": list(self._opt_names),
+                        "strategies": {s.name: s.state_dict() for s in self.strategies}}, tmp / "training.pt")
+        except Exception as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # safetensors and torch report a failed write (disk full, file too large) as their own errors;
+            # give the caller the OSError it handles as "the disk refused", anything else stays a bug.
+            if isinstance(exc, OSError) or not _IO_FAILURE.search(str(exc)):
+                raise
+            raise OSError(f"cannot write checkpoint {directory.name}: {exc}") from exc
         meta = {"schema_version": CHECKPOINT_SCHEMA, **self.versions(),
                 "strategies": [s.name for s in self.strategies], "weights": self.trains, **meta}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -14,11 +14,6 @@ CHECKED_TEXT = {"replay": "checked by replay of the recorded Lean trace; Lean di
                 "lean": "verified by Lean (LeanDojo)"}
 
 
-def open_theorems(repo) -> list:
-    """Sorry theorems and held-out test theorems (with a recorded trace): what `--repo R` attempts."""
-    return [t for t in repo.theorems if t.is_sorry or (t.split == "test" and t.tactics)]
-
-
 def _find_repo(repos: list, name: str):
     for r in repos:
         if name in (r.name, r.key):
@@ -29,6 +24,8 @@ def _find_repo(repos: list, name: str):
 
 def select_targets(repos: list, names: tuple[str, ...], repo_name: str | None) -> list[tuple[Any, Any]]:
     """(repository, theorem) pairs to attempt; unknown theorem names are one error naming all of them."""
+    from agent.proving import open_theorems
+
     pool = [_find_repo(repos, repo_name)] if repo_name else repos
     if not names:
         return [(r, t) for r in pool for t in open_theorems(r)]
@@ -106,7 +103,7 @@ def prove(ctx: click.Context, theorems: tuple[str, ...], repo_name: str | None, 
     Results are appended to proofs.jsonl as they finish; proved theorems enter the memory bank. With the default
     replay environment a proof is checked by replay of the recorded Lean trace, not by Lean.
     """
-    from agent.proving import prove_theorems
+    from agent.proving import open_theorems, prove_theorems
 
     ws = workspace_from(ctx)
     with ws.lock():
