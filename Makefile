@@ -14,9 +14,9 @@ export ANONYMIZED_TELEMETRY := False
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq torch==2.13.0
+	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install -qq -e '.[dev]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -26,7 +26,9 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 run: $(STAMP)
+	@test -d $(DATA) || { echo "error: $(DATA) not found: the bundled example is read from ../shared/data (see README)"; exit 2; }
 	$(VENV)/bin/lifelean -w workspaces/example run $(DATA) --split-by-dir 2
+	$(VENV)/bin/lifelean -w workspaces/example report
 
 clean:
 	rm -rf $(VENV) .pytest_cache

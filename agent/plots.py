@@ -44,16 +44,18 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
     if T == 0 or np.all(np.isnan(matrix)):
         _empty(ax)
         return _png(fig)
+    cols = [j for j in range(T) if not np.all(np.isnan(matrix[:, j]))]  # repositories with held-out data
+    matrix = matrix[:, cols]
     masked = np.ma.masked_invalid(matrix)
     im = ax.imshow(masked, vmin=0.0, vmax=max(1.0, float(np.nanmax(matrix))), cmap="viridis")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     for i in range(T):
-        for j in range(T):
+        for j in range(len(cols)):
             v = matrix[i, j]
             ax.text(j, i, "—" if math.isnan(v) else f"{v:.2f}", ha="center", va="center",
                     color="white" if math.isnan(v) or v < 0.6 else "black", fontsize=8)
     short = [_short(x) for x in labels]
-    ax.set_xticks(range(T), short, rotation=40, ha="right", fontsize=8)
+    ax.set_xticks(range(len(cols)), [short[j] for j in cols], rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(T), [f"{i}: {s}" for i, s in enumerate(short)], fontsize=8)
     ax.set_xlabel("scored repository j")
     ax.set_ylabel("after learning step i")
@@ -63,7 +65,7 @@ def heatmap(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
 def scores_over_steps(matrices: Mapping[str, np.ndarray], baselines: Mapping[str, np.ndarray | None],
                       labels: Sequence[str]) -> bytes:
     """One panel per score: each repository's score after every step (step -1 = before learning)."""
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(13, 4.6), layout="constrained")
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     for ax, (score, A) in zip(axes, matrices.items()):
         ax.set_title(f"{score} per repository over steps")
@@ -74,16 +76,17 @@ def scores_over_steps(matrices: Mapping[str, np.ndarray], baselines: Mapping[str
         steps = np.arange(-1, len(labels))
         for j, name in enumerate(labels):
             ys = np.concatenate([[math.nan if b is None else b[j]], A[:, j]])
-            ax.plot(steps, ys, marker="o", label=_short(name))
-            ax.axvline(j, color=ax.lines[-1].get_color(), alpha=0.15, lw=4)  # the step that learned repo j
-        ax.set_xticks(steps, ["base"] + [str(s) for s in steps[1:]])
+            if np.all(np.isnan(ys)):
+                continue  # no held-out theorems: nothing to plot
+            ax.plot(steps, ys, marker="o", markersize=3, label=_short(name))
+        every = max(1, len(steps) // 12)
+        ax.set_xticks(steps[::every], ["base" if s < 0 else str(s) for s in steps[::every]])
         ax.set_xlabel("after step")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.08))
+        fig.legend(handles, names, loc="outside right upper", fontsize=7)
     return _png(fig)
 
 
