@@ -33,3 +33,14 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+HEADLINE_METRICS = ("acc", "bwt", "fwt", "forgetting", "plasticity")
+
+
+def format_metrics(values: dict[str, Any] | None) -> str:
+    """The headline lifelong metrics in one line (the full set is in `--json` and the report)."""
+    values = values or {}
+    shown = [f"{k.upper()} {values[k]:+.4f}" if k in ("bwt", "fwt") else f"{k} {values[k]:.4f}"
+             for k in HEADLINE_METRICS if isinstance(values.get(k), (int, float))]
+    return ", ".join(shown) or "not enough data yet"

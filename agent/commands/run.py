@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agent.commands._common import emit, json_option, workspace_root
+from agent.commands._common import emit, format_metrics, json_option, workspace_root
 from agent.workspace import Workspace
 from common.errors import InputError, LifeleanError
 
@@ -133,10 +133,7 @@ def _render(summary: dict[str, Any]) -> None:
                   f"(checked by {', '.join(summary['checked_by']) or '-'}; 'replay' = the recorded Lean trace, "
                   "not a new Lean check)")
     for family in ("recall@10", "proof_rate"):
-        vals = (summary.get("metrics") or {}).get(family) or {}
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in vals.items() if isinstance(v, (int, float)))
-        if shown:
-            console.print(f"lifelong metrics over {family}: {shown}")
+        console.print(f"lifelong metrics over {family}: {format_metrics((summary.get('metrics') or {}).get(family))}")
     console.print(f"report: lifelean -w {summary['workspace']} report --open")
 
 

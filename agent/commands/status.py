@@ -7,7 +7,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agent.commands._common import emit, json_option, workspace_from
+from agent.commands._common import emit, format_metrics, json_option, workspace_from
 from agent.workspace import STEPS, Workspace
 
 
@@ -67,9 +67,7 @@ def _render(data: dict[str, Any]) -> None:
     m = data.get("metrics")
     if m:
         for family in ("recall@10", "proof_rate"):
-            vals = m.get(family) or {}
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in vals.items() if isinstance(v, (int, float)))
-            console.print(f"lifelong metrics over {family}: {shown or 'not enough data'}")
+            console.print(f"lifelong metrics over {family}: {format_metrics(m.get(family))}")
 
 
 @click.command("status")
