@@ -7,6 +7,7 @@ only when it has `meta.json`; half-written ones are `.tmp-*` and are ignored.
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -164,3 +165,52 @@ def remove_checkpoints_after(ws: Workspace, step: int) -> int:
             shutil.rmtree(p)
             gone += 1
     return gone
+
+
+# ------------------------------------------------------------------------------------------------
+# Generator fine-tuning inside the loop
+
+
+def generator_checkpoints(ws: Workspace) -> list[tuple[int, Path]]:
+    """Complete generator checkpoints `checkpoints/generator/<step>/` (full HF model dirs), oldest first."""
+    root = ws.checkpoints_dir / "generator"
+    if not root.is_dir():
+        return []
+    return sorted((int(p.name), p) for p in root.iterdir()
+                  if p.is_dir() and _STEP_DIR.match(p.name) and (p / "config.json").is_file())
+
+
+def current_generator_model(ws: Workspace, config: RunConfig) -> str | None:
+    """The generator the prover should load: the newest fine-tuned one, else `[prover] model`."""
+    found = generator_checkpoints(ws)
+    return str(found[-1][1]) if found else config.prover.model
+
+
+def learn_generator(ws: Workspace, config: RunConfig, repo: Repository, step: int, seed: int) -> dict[str, Any]:
+    """LoRA-fine-tune the `hf` generator on `repo`'s (premises + state -> tactic) pairs, then merge the
+    adapter into the weights and save the whole model as checkpoint `step` (atomically). The next
+    repository starts from it, as the retriever's checkpoints chain (LeanAgent's progressive training)."""
+    from agent.generator_training import GeneratorLearner, train_generator_on_repository
+    from common.errors import InputError
+    from provers.generators.hf import load_model
+
+    if config.prover.generator != "hf" or not config.prover.model:
+        raise InputError("[learning] train_generator needs [prover] generator = 'hf' and a [prover] model to start from")
+    previous = [p for s, p in generator_checkpoints(ws) if s < step]
+    start = str(previous[-1]) if previous else config.prover.model
+    model, tokenizer, seq2seq = load_model(start)
+    learner = GeneratorLearner(model, tokenizer, seq2seq, config.learning)
+    stats = train_generator_on_repository(learner, repo, step, seed)
+    merged = learner.model.merge_and_unload()
+    final = ws.checkpoints_dir / "generator" / f"{step:04d}"
+    tmp = final.parent / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    for _, old in [c for c in generator_checkpoints(ws) if c[0] <= step][:-max(config.learning.keep_checkpoints, 1)]:
+        shutil.rmtree(old)
+    return {"generator_checkpoint": str(final), "generator_from": start,
+            **{f"generator_{k}": v for k, v in stats.items() if isinstance(v, (int, float))}}

@@ -13,6 +13,7 @@ Resumability rests on three rules:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -84,8 +85,23 @@ def step_learn(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
     from agent.learning import learn_repository
 
     ctx._query_encoder = None
-    return learn_repository(ctx.ws, ctx.config, ctx.state, repo, step=i, seed=ctx.config.seed,
-                            replay_repos=ctx.learned_before(i - 1) if i > 0 else [])
+    stats = learn_repository(ctx.ws, ctx.config, ctx.state, repo, step=i, seed=ctx.config.seed,
+                             replay_repos=ctx.learned_before(i - 1) if i > 0 else [])
+    if ctx.config.learning.train_generator:
+        from agent.learning import learn_generator
+
+        stats.update(learn_generator(ctx.ws, ctx.config, repo, step=i, seed=ctx.config.seed))
+    return stats
+
+
+def proving_config(ctx: LoopContext) -> RunConfig:
+    """The config provers run with: when the generator is fine-tuned, its newest checkpoint is the model."""
+    if not ctx.config.learning.train_generator:
+        return ctx.config
+    from agent.learning import current_generator_model
+
+    prover = dataclasses.replace(ctx.config.prover, model=current_generator_model(ctx.ws, ctx.config))
+    return dataclasses.replace(ctx.config, prover=prover)
 
 
 def _query_encoder(ctx: LoopContext, repo_name: str | None = None):
@@ -119,8 +135,8 @@ def step_prove(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:
         ctx.report("proof", {"repo": repo.name, "theorem": result.theorem, "proved": result.proved})
 
     if todo:
-        prove_theorems(ctx.ws, ctx.config, repo, todo, query_encoder=_query_encoder(ctx, repo.name), on_result=on_result,
-                       step=i, bank_repos=ctx.learned_before(i), add_to_bank=False)
+        prove_theorems(ctx.ws, proving_config(ctx), repo, todo, query_encoder=_query_encoder(ctx, repo.name),
+                       on_result=on_result, step=i, bank_repos=ctx.learned_before(i), add_to_bank=False)
     results = recorded_proofs(ctx, i)
     proved = sum(1 for t in targets if results.get(t.uid, {}).get("proved"))
     return {"attempted": len(targets), "proved": proved}
@@ -158,7 +174,7 @@ def evaluate_cells(ctx: LoopContext, row: int, position: int) -> list[dict[str, 
                 stores[doc.version] = open_store(ctx.ws, ctx.config, encoder=doc)
             scores = retrieval_scores(encoder, stores[doc.version], tests)
             rec.update({k: (None if isinstance(v, float) and v != v else v) for k, v in scores.items()})
-            results = prove_theorems(ctx.ws, ctx.config, repo, tests, query_encoder=encoder, step=row,
+            results = prove_theorems(ctx.ws, proving_config(ctx), repo, tests, query_encoder=encoder, step=row,
                                      bank_repos=bank_repos, add_to_bank=False, record=False)
             rec["proof_rate"] = sum(1 for r in results if r.proved) / len(tests)
         else:

@@ -148,3 +148,22 @@ def test_new_repository_after_a_finished_run_is_the_only_new_work(b4_sample, str
     new_work = [t for t in timings[len((clean_run[0] / "metrics.jsonl").read_text().splitlines()):]
                 if t.get("kind") == "timing"]
     assert {t["repo"] for t in new_work} == {after["stream"][3]}
+
+
+@pytest.mark.slow
+def test_generator_is_fine_tuned_and_used_when_configured(stream, tmp_path):
+    from provers.generators.tiny import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "tiny-t5", kind="t5")
+    ws = tmp_path / "ws"
+    lf.prepare_workspace(ws)
+    config = (ws / "lifelean.toml").read_text()
+    config = config.replace("[learning]\n", "[learning]\ntrain_generator = true\ngenerator_max_examples = 8\n")
+    config = config.replace("[prover]\n", f"[prover]\ngenerator = 'hf'\nmodel = '{model_dir}'\n")
+    (ws / "lifelean.toml").write_text(config)
+    lf.run(ws, "run", str(stream), "--split-by-dir", "2", "--json")
+    gen = sorted(p.name for p in (ws / "checkpoints" / "generator").iterdir() if p.name.isdigit())
+    assert gen == ["0001", "0002"]  # one per repository, the two newest kept
+    assert (ws / "checkpoints" / "generator" / "0002" / "config.json").is_file()
+    proofs = [json.loads(x) for x in (ws / "proofs.jsonl").read_text().splitlines()]
+    assert proofs and {p["step"] for p in proofs} == {0, 1, 2}
