@@ -112,3 +112,30 @@ def test_file_and_premise_usage_graphs(b4_sample):
     usage = premise_usage_graph(repos)
     n_annotations = sum(len(t.annotations) for r in repos for th in r.theorems for t in th.tactics)
     assert sum(d["uses"] for _, _, d in usage.edges(data=True)) == n_annotations
+
+
+def test_real_sample_counts_match_an_independent_hand_computation(b4_sample):
+    """Recompute the curriculum from the raw JSON files with plain numpy on e^S, as a person would."""
+    import json
+
+    from curriculum.lean_data import load_dataset, to_repositories
+
+    records = [r for s in ("train", "val", "test") for r in json.loads((b4_sample / "random" / f"{s}.json").read_text())]
+    steps = [len(r["traced_tactics"]) for r in records if r["traced_tactics"]]  # no sorry in the sample
+    p33, p67 = np.percentile(np.exp(np.array(steps, dtype=float)), [33, 67])
+    by_dir: dict[str, list[dict]] = {}
+    for r in records:
+        by_dir.setdefault("/".join(r["file_path"].split("/")[:2]), []).append(r)
+    expected = {}
+    for name, recs in by_dir.items():
+        easy = sum(1 for r in recs if r["traced_tactics"] and math.exp(len(r["traced_tactics"])) <= p33)
+        medium = sum(1 for r in recs if r["traced_tactics"] and p33 < math.exp(len(r["traced_tactics"])) <= p67)
+        hard = sum(1 for r in recs if r["traced_tactics"] and math.exp(len(r["traced_tactics"])) > p67)
+        n = sum(1 for r in recs if not r["traced_tactics"])
+        expected[name] = (len(recs), easy + n // 3, medium + n // 3, hard + n - 2 * (n // 3), n)
+    cur = order_repositories(to_repositories(load_dataset(b4_sample), split_by_dir=2))
+    assert math.exp(cur.p33_steps) == pytest.approx(p33) and math.exp(cur.p67_steps) == pytest.approx(p67)
+    got = {r.name: (r.theorems, r.easy, r.medium, r.hard, r.unrated) for r in cur.repos if r.theorems}
+    assert got == expected
+    easy_counts = [r.easy for r in cur.repos]
+    assert easy_counts == sorted(easy_counts, reverse=True)
