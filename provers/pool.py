@@ -92,23 +92,44 @@ def _prove_in_process(repo: str, theorem: Theorem) -> ProofResult:
     return _WORKER.prove(repo, theorem)
 
 
-def _stop_executor(executor: ProcessPoolExecutor) -> None:
-    """Cancel queued tasks and terminate the workers (their processes must be taken before `shutdown`,
-    which forgets them)."""
-    procs = list((getattr(executor, "_processes", None) or {}).values())
+def _pid_exists(pid: int | None) -> bool:
+    """Whether a process still exists. `Process.is_alive()` can stay True for a worker that the executor's
+    manager thread reaped concurrently (its `waitpid` then fails in ours), so ask the OS."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_executor(executor: ProcessPoolExecutor, preexisting: set) -> None:
+    """Cancel queued tasks and terminate the workers: every multiprocessing child started since the pool
+    was made. The executor's own list is not enough: Ctrl-C can land while `submit` is starting a worker,
+    before the executor has recorded it (seen under load)."""
+    seen = {id(p): p for p in (getattr(executor, "_processes", None) or {}).values()}
     executor.shutdown(wait=False, cancel_futures=True)
-    for proc in procs:
-        if proc.is_alive():
+    for _ in range(3):
+        seen.update({id(p): p for p in (getattr(executor, "_processes", None) or {}).values()})
+        seen.update({id(p): p for p in multiprocessing.active_children() if p not in preexisting})
+        alive = [p for p in seen.values() if p.is_alive() and _pid_exists(p.pid)]
+        if not alive:
+            return
+        for proc in alive:
             proc.terminate()
-    for proc in procs:
-        proc.join(timeout=10)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(timeout=5)
+        for proc in alive:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
 
 
 def _run_processes(tasks: Sequence[Task], spec: WorkerSpec, workers: int) -> Iterator[ProofResult]:
     ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    preexisting = set(multiprocessing.active_children())
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process, initargs=(spec,))
     pending: set[Future] = set()
     try:
@@ -118,7 +139,7 @@ def _run_processes(tasks: Sequence[Task], spec: WorkerSpec, workers: int) -> Ite
             for fut in done:
                 yield fut.result()
     except BaseException:
-        _stop_executor(executor)
+        _stop_executor(executor, preexisting)
         raise
     executor.shutdown(wait=True)
 

@@ -85,7 +85,13 @@ _CTRL_C_SCRIPT = textwrap.dedent("""
                 append_jsonl({out!r}, {{"uid": r.uid, "pid": os.getpid()}})
         except KeyboardInterrupt:
             import multiprocessing
-            print("CHILDREN", len(multiprocessing.active_children()), flush=True)
+            def exists(pid):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return False
+                return True
+            print("CHILDREN", sum(exists(p.pid) for p in multiprocessing.active_children()), flush=True)
             sys.exit(130)
 
     if __name__ == "__main__":   # spawn re-imports this file in each worker
