@@ -161,6 +161,7 @@ def evaluate_cells(ctx: LoopContext, row: int, position: int) -> list[dict[str, 
 
     bank_repos = ctx.learned_before(position) if position >= 0 else []
     stores: dict[str, Any] = {}
+    shared_worker = _row_worker(ctx, bank_repos)
     records = []
     for key in ctx.order:
         repo = ctx.repos[key]
@@ -175,7 +176,7 @@ def evaluate_cells(ctx: LoopContext, row: int, position: int) -> list[dict[str, 
             scores = retrieval_scores(encoder, stores[doc.version], tests)
             rec.update({k: (None if isinstance(v, float) and v != v else v) for k, v in scores.items()})
             results = prove_theorems(ctx.ws, proving_config(ctx), repo, tests, query_encoder=encoder, step=row,
-                                     bank_repos=bank_repos, add_to_bank=False, record=False)
+                                     bank_repos=bank_repos, add_to_bank=False, record=False, worker=shared_worker)
             rec["proof_rate"] = sum(1 for r in results if r.proved) / len(tests)
         else:
             rec.update({"recall@1": None, "recall@10": None, "mrr": None, "tactics": 0, "proof_rate": None})
@@ -183,6 +184,22 @@ def evaluate_cells(ctx: LoopContext, row: int, position: int) -> list[dict[str, 
     for rec in records:  # the whole row is computed before any line is written
         append_jsonl(ctx.ws.metrics_path, rec)
     return records
+
+
+def _row_worker(ctx: LoopContext, bank_repos: list[str]):
+    """One prover for a whole evaluation row, instead of opening the store and bank once per repository.
+
+    Only when that cannot change results: without per-repository adapters (each needs its own query
+    tower) and without online learning (a shared worker would carry what it learns across repositories).
+    """
+    config = proving_config(ctx)
+    if ("adapters" in config.learning.strategy or config.prover.learn_online or config.prover.workers != 1
+            or config.prover.ray_address):
+        return None
+    from agent.proving import ProverWorker, worker_spec
+
+    repos = {r.name: r for r in ctx.repos.values()}
+    return ProverWorker(worker_spec(ctx.ws, config, repos, query_encoder=_query_encoder(ctx), bank_repos=bank_repos))
 
 
 def step_evaluate(ctx: LoopContext, i: int, repo: Repository) -> dict[str, Any]:

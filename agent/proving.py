@@ -82,11 +82,12 @@ def prove_theorems(ws: Workspace, config: RunConfig, repo: Repository, theorems:
                    workers: int | None = None, step: int | None = None, bank_repos: Sequence[str] | None = None,
                    add_to_bank: bool = True, record: bool = True, purpose: str = "prove",
                    ray_address: str | None = None, repositories: dict[str, Repository] | None = None,
-                   ) -> list[ProofResult]:
+                   worker: ProverWorker | None = None) -> list[ProofResult]:
     """Prove `theorems` of `repo`; append each result to proofs.jsonl as it finishes (unless `record` is False)
     and add proved ones to the bank (unless `add_to_bank` is False). Returns results in the order of `theorems`.
 
     `repositories` (name → Repository) adds other repositories for accessibility; `repo` is always included.
+    `worker` reuses an already built single-process prover (its store, bank and generator) across calls.
     """
     repos = dict(repositories or {})
     repos[repo.name] = repo
@@ -95,7 +96,8 @@ def prove_theorems(ws: Workspace, config: RunConfig, repo: Repository, theorems:
     address = ray_address if ray_address is not None else config.prover.ray_address
     results: dict[str, ProofResult] = {}
     try:
-        for result in prove_many([(repo.name, t) for t in theorems], spec, workers=n, ray_address=address):
+        for result in prove_many([(repo.name, t) for t in theorems], spec, workers=n, ray_address=address,
+                                 worker=worker):
             results[result.uid] = result
             if record:
                 append_jsonl(ws.proofs_path, proof_record(result, step=step, purpose=purpose))
