@@ -1,16 +1,15 @@
 """Memory: the encoder, the premise store (chromadb), accessibility, and the compressed memory bank.
 
-Depends on `common` and `curriculum` only; workspace glue lives in `agent.memory_ops`.
+Depends on `common` and `curriculum` only; workspace glue lives in `agent.workspace.memory`.
 """
 from memory.accessibility import Accessibility, accessible_premises
-from memory.bank import Aggregate, BankItem, Match, MemoryBank, items_of_repository
+from memory.bank import BankItem, Match, MemoryBank, items_of_repository
 from memory.config import MemoryConfig
 from memory.embedder import Encoder, premise_text
 from memory.premise_store import IndexReport, PremiseStore, RetrievedPremise, code_hash
 
 __all__ = [
     "Accessibility",
-    "Aggregate",
     "BankItem",
     "Encoder",
     "IndexReport",

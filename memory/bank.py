@@ -3,8 +3,18 @@
 CMT (Compressed Memory Training, AAAI 2025) keeps a bank of compressed memories, matches a query against it
 with the same encoder that wrote it, and aggregates the top-k into the model's input. Here the items are
 proof steps `(state, tactic, next state, premises)` and whole proofs; the encoder is always the frozen base
-encoder (learning never makes bank vectors stale); vectors are int8- (or int4-) quantized, texts zstd-compressed, in
-append-only checksummed segments (:mod:`memory.bank_format`) with an atomically written manifest.
+encoder (learning never makes bank vectors stale); vectors are quantized (int8/int4 scalar codes, or a trained
+faiss codec: product quantization, Jégou et al. 2011, or a 6-bit per-dimension scalar quantizer), one code per
+distinct state, texts zstd-compressed, in append-only checksummed segments (:mod:`memory.bank_format`) with an
+atomically written manifest. `match` is exhaustive (every stored vector is scored), never a graph search.
+
+A trained codec is part of the bank's data: trained once, deterministically (on the distinct states held when
+the bank first has enough of them, in state-hash order, one faiss thread, faiss's fixed seed), written to
+`codec-NAME-HASH.faiss` and recorded in the manifest in the same commit as the blocks it encodes; a resume
+finds it, nothing re-trains it. Items stored before it existed are int8 and are re-coded by that commit.
+
+Readers never write: opening, matching and sampling read the committed part of each segment only, and a
+reader that loses a race with a compaction (a segment gone under it) reads the new manifest and starts over.
 
 A byte budget is kept by per-repository balanced eviction: while over budget, the repository holding the
 most bytes loses the item with the smallest random key. Keeping the largest random keys is reservoir
@@ -15,27 +25,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Collection, Iterator, Literal, Sequence
 
 import numpy as np
 
-from common.atomic import atomic_write_json, read_json
+from common.atomic import atomic_write_bytes, atomic_write_json, read_json
 from common.errors import InputError, WorkspaceError
 from curriculum.lean_data import Repository
-from memory.bank_format import BLOCK, QUANT_CODES, Block, dequantize, encode_block, encode_tombstone, read_segment
+from memory.bank_format import (BLOCK, FAISS_FACTORY, QUANT_CODES, Block, FaissCodec, SegmentMissing, codec_digest,
+                                dequantize, encode_block, encode_tombstone, read_segment)
 from memory.embedder import Encoder
 
 SCHEMA = 1
 MANIFEST = "index.json"
 SEGMENT_BYTES = 16 << 20
 BLOCK_ITEMS = 256
-TEMPERATURE = 0.05  # softmax temperature over cosine similarities for kNN tactic scores
+# Distinct states needed before a codec is trained: PQ's k-means wants at least its 256 centroids per
+# sub-space; below that items stay int8 (faiss advises ~39 points per centroid; more only helps).
+CODEC_MIN_TRAIN = {"pq": 256, "sq6": 64}
+CODEC_MAX_TRAIN = 16384  # ~39 points per PQ centroid; encoded once, when the codec is trained
+LOAD_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -50,13 +63,19 @@ class BankItem:
     proof: tuple[str, ...] = ()
     checked_by: str = "trace"  # "trace" | "replay" | "lean"
     commit: str = ""
+    split: str = "train"       # "train" (a traced proof) | "found" (a proof the prover found)
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, obj: dict) -> "BankItem":
-        return cls(**{**obj, "premises": tuple(obj.get("premises", ())), "proof": tuple(obj.get("proof", ()))})
+        split = obj.get("split") or ("train" if obj.get("checked_by", "trace") == "trace" else "found")
+        item = cls(**{**obj, "premises": tuple(obj.get("premises", ())), "proof": tuple(obj.get("proof", ())),
+                      "split": split})
+        if not all(isinstance(getattr(item, f), str) for f in ("kind", "repo", "theorem", "state", "tactic")):
+            raise ValueError("item fields must be strings")
+        return item
 
     @property
     def digest(self) -> str:
@@ -72,12 +91,6 @@ class Match:
     score: float
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    tactics: list[tuple[str, float]]
-    context: str
-
-
 @dataclass
 class _Entry:
     item: BankItem
@@ -85,10 +98,7 @@ class _Entry:
     key: float
     nbytes: float
     segment: str
-
-
-def normalize_tactic(tactic: str) -> str:
-    return re.sub(r"\s+", " ", tactic).strip()
+    quant: int = 1
 
 
 def items_of_repository(repo: Repository, splits: Sequence[str] = ("train",)) -> list[BankItem]:
@@ -100,80 +110,141 @@ def items_of_repository(repo: Repository, splits: Sequence[str] = ("train",)) ->
         for t in thm.tactics:
             items.append(BankItem("step", repo.name, thm.full_name, t.state_before, t.tactic, t.state_after,
                                   premises=tuple(dict.fromkeys(a.full_name for a in t.annotations)),
-                                  commit=repo.commit))
+                                  commit=repo.commit, split=thm.split or "train"))
         proof = tuple(t.tactic for t in thm.tactics)
         used = tuple(dict.fromkeys(a.full_name for t in thm.tactics for a in t.annotations))
         items.append(BankItem("proof", repo.name, thm.full_name, thm.tactics[0].state_before, proof[0],
-                              thm.tactics[-1].state_after, premises=used, proof=proof, commit=repo.commit))
+                              thm.tactics[-1].state_after, premises=used, proof=proof, commit=repo.commit,
+                              split=thm.split or "train"))
     return items
 
 
 class MemoryBank:
-    """Items in `path/seg-NNNNNN.bin`, manifest `path/index.json`; a dequantized matrix in memory for matching."""
+    """Items in `path/seg-NNNNNN.bin`, manifest `path/index.json`; a dequantized matrix in memory for matching.
+
+    `read_only=True` opens a snapshot that never writes a byte (for commands that only read); its writing
+    methods raise :class:`WorkspaceError`.
+    """
 
     def __init__(self, path: Path, encoder: Encoder, budget_bytes: int = 64 << 20, quantization: str = "int8",
-                 seed: int = 3407):
+                 seed: int = 3407, read_only: bool = False):
         if quantization not in QUANT_CODES:
             raise InputError(f"[memory] bank_quantization {quantization!r}: expected one of {', '.join(QUANT_CODES)}")
         self.path = Path(path)
         self.encoder = encoder
         self.budget_bytes = budget_bytes
         self.quantization = quantization
+        self.read_only = read_only
         self._rng = np.random.default_rng(seed)
-        self._entries: dict[int, _Entry] = {}
-        self._digests: dict[str, int] = {}
-        self._disk_bytes: dict[str, int] = {}
-        self._mat: np.ndarray | None = None
-        self._mat_ids: np.ndarray | None = None
-        self._truncated: set[str] = set()
-        self._load()
+        for attempt in range(LOAD_RETRIES):
+            try:
+                self._load()
+                break
+            except SegmentMissing:
+                if attempt == LOAD_RETRIES - 1 or not self._manifest_changed():
+                    raise
 
     # -- persistence --------------------------------------------------------------------------------
     @property
     def manifest_path(self) -> Path:
         return self.path / MANIFEST
 
+    def _reset(self) -> None:
+        self._entries: dict[int, _Entry] = {}
+        self._digests: dict[str, int] = {}
+        self._disk_bytes: dict[str, int] = {}
+        self._codecs: dict[str, FaissCodec] = {}
+        self._truncated: set[str] = set()
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._mat: np.ndarray | None = None
+        self._cols: dict[str, np.ndarray] = {}
+        self._masks: dict[tuple, np.ndarray] = {}
+
+    def _manifest_changed(self) -> bool:
+        try:
+            return read_json(self.manifest_path, "memory bank index") != self.manifest
+        except WorkspaceError:
+            return True
+
     def _load(self) -> None:
+        self._reset()
         if not self.manifest_path.exists():
             if any(self.path.glob("seg-*.bin")):
                 raise WorkspaceError(f"{self.manifest_path}: memory bank index is missing but segments exist; "
                                      "move the bank/ folder away to start the bank afresh")
             self.manifest = {"schema": SCHEMA, "encoder": self.encoder.version, "dim": self.encoder.dim,
-                             "quantization": self.quantization, "next_id": 0, "segments": [], "sources": {}}
+                             "quantization": self.quantization, "next_id": 0, "segments": [], "sources": {},
+                             "codecs": {}}
             return
         self.manifest = read_json(self.manifest_path, "memory bank index")
-        if self.manifest.get("schema") != SCHEMA:
-            raise WorkspaceError(f"{self.manifest_path}: memory bank schema {self.manifest.get('schema')} is not "
+        try:
+            self._load_manifest()
+        except SegmentMissing:
+            raise
+        except WorkspaceError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise WorkspaceError(f"{self.manifest_path}: memory bank index or its data is malformed ({exc!r}); "
+                                 "move the bank/ folder away to start the bank afresh") from None
+
+    def _load_manifest(self) -> None:
+        m = self.manifest
+        if not isinstance(m, dict) or m.get("schema") != SCHEMA:
+            raise WorkspaceError(f"{self.manifest_path}: memory bank schema "
+                                 f"{m.get('schema') if isinstance(m, dict) else None} is not "
                                  f"supported (expects {SCHEMA}); move the bank/ folder away to start afresh")
-        if self.manifest["encoder"] != self.encoder.version:
+        if m["encoder"] != self.encoder.version:
             raise WorkspaceError(f"{self.manifest_path}: the bank was written with encoder "
-                                 f"{self.manifest['encoder']}, not {self.encoder.version}; set [memory] encoder back "
+                                 f"{m['encoder']}, not {self.encoder.version}; set [memory] encoder back "
                                  "or move the bank/ folder away")
+        m.setdefault("codecs", {})
+        for name, rec in m["codecs"].items():
+            file = self.path / rec["file"]
+            try:
+                data = file.read_bytes()
+            except OSError:
+                raise WorkspaceError(f"{file}: memory bank codec is missing; move the bank/ folder away") from None
+            if codec_digest(data) != rec["sha256"]:
+                raise WorkspaceError(f"{file}: memory bank codec is corrupted (checksum mismatch); "
+                                     "move the bank/ folder away")
+            self._codecs[name] = FaissCodec.from_bytes(name, data)
         dead: set[int] = set()
-        for seg in self.manifest["segments"]:
-            for kind, rec in read_segment(self.path / seg["file"], seg["committed"]):
+        for seg in m["segments"]:
+            path = self.path / seg["file"]
+            for kind, rec in read_segment(path, int(seg["committed"])):
                 if kind == BLOCK:
-                    self._index_block(rec, seg["file"])  # type: ignore[arg-type]
+                    try:
+                        self._index_block(rec, seg["file"])  # type: ignore[arg-type]
+                    except (KeyError, TypeError, ValueError) as exc:
+                        raise WorkspaceError(f"{path}: memory bank segment holds a malformed block ({exc}); "
+                                             "move the bank/ folder away to start the bank afresh") from None
                 else:
                     dead.update(int(i) for i in rec)  # type: ignore[union-attr]
-            self._disk_bytes[seg["file"]] = seg["committed"]
+            self._disk_bytes[seg["file"]] = int(seg["committed"])
         for i in dead:
             self._drop(i)
 
     def _index_block(self, block: Block, segment: str) -> None:
-        vectors = dequantize(block)
+        vectors = dequantize(block, self._codecs)
         for j, (id_, key, nbytes) in enumerate(zip(block.ids, block.keys, block.item_bytes())):
             item = BankItem.from_json(block.texts[j])
-            self._entries[int(id_)] = _Entry(item, vectors[j], float(key), float(nbytes), segment)
+            self._entries[int(id_)] = _Entry(item, vectors[j], float(key), float(nbytes), segment, block.quant)
             self._digests[item.digest] = int(id_)
-        self._mat = None
+        self._invalidate()
 
     def _drop(self, id_: int) -> _Entry | None:
         entry = self._entries.pop(id_, None)
         if entry is not None:
-            self._digests.pop(entry.item.digest, None)
-            self._mat = None
+            if self._digests.get(entry.item.digest) == id_:  # a re-added copy under a newer id stays known
+                del self._digests[entry.item.digest]
+            self._invalidate()
         return entry
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise WorkspaceError(f"{self.path}: the memory bank is open read-only")
 
     def _current_segment(self) -> dict:
         segs = self.manifest["segments"]
@@ -184,6 +255,7 @@ class MemoryBank:
 
     def _append(self, records: list[bytes]) -> None:
         """Append records to the current segment and commit them in the manifest (the commit point)."""
+        self._writable()
         if not records:
             return
         self.path.mkdir(parents=True, exist_ok=True)
@@ -203,11 +275,13 @@ class MemoryBank:
         self._save_manifest()
 
     def _save_manifest(self) -> None:
+        self._writable()
         atomic_write_json(self.manifest_path, self.manifest)
 
     # -- writing ------------------------------------------------------------------------------------
     def add(self, items: Sequence[BankItem], progress: bool = False) -> int:
         """Encode, store and commit new items (duplicates of stored ones are skipped); returns how many."""
+        self._writable()
         fresh, seen = [], set()
         for it in items:
             d = it.digest
@@ -218,6 +292,7 @@ class MemoryBank:
             return 0
         fresh.sort(key=lambda it: it.repo)  # blocks of one repository compress together and compact cleanly
         vectors = self.encoder.encode([it.state for it in fresh], progress=progress, desc="bank")
+        codec = self._codec(fresh)
         records: list[bytes] = []
         seg_name = self._current_segment()["file"]
         first_new = self.manifest["next_id"]
@@ -228,18 +303,45 @@ class MemoryBank:
             self.manifest["next_id"] = first + len(chunk)
             keys = self._rng.random(len(chunk)).astype(np.float32)
             record, block = encode_block(ids, keys, vectors[start:start + len(chunk)], [c.to_json() for c in chunk],
-                                         self.quantization)
+                                         self.quantization, codec)
             records.append(record)
             self._index_block(block, seg_name)
         evicted = self._evict_over_budget()
         if evicted:
             records.append(encode_tombstone(evicted))
         self._append(records)
-        self._maybe_compact()
+        if codec is not None and any(e.quant != QUANT_CODES[self.quantization] for e in self._entries.values()):
+            self.compact()  # items stored before the codec existed (or under another setting) are re-coded now
+        else:
+            self._maybe_compact()
         return len(fresh) - sum(1 for i in evicted if i >= first_new)
+
+    def _codec(self, fresh: list[BankItem]) -> FaissCodec | None:
+        """The trained codec of `quantization` (None for int8/int4); trains and stores it the first time the
+        bank holds enough distinct states, on those states' vectors in state-hash order (see module doc)."""
+        name = self.quantization
+        if name not in FAISS_FACTORY or name in self._codecs:
+            return self._codecs.get(name)
+        states = {e.item.state for e in self._entries.values()} | {it.state for it in fresh}
+        if len(states) < CODEC_MIN_TRAIN[name]:
+            return None
+        # Content-defined sample, encoded afresh in one fixed batching: the same text encoded in another
+        # batch differs in the last float bits, which would make the codec depend on how items arrived.
+        order = sorted(states, key=lambda st: hashlib.sha1(st.encode("utf-8")).hexdigest())[:CODEC_MAX_TRAIN]
+        codec = FaissCodec.train(name, self.encoder.encode(order))
+        data = codec.to_bytes()
+        digest = codec_digest(data)
+        file = f"codec-{name}-{digest[:12]}.faiss"
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path / file, data)  # recorded by the manifest of the commit that uses it
+        self.manifest["codecs"][name] = {"file": file, "sha256": digest, "factory": FAISS_FACTORY[name],
+                                         "trained_on": len(order)}
+        self._codecs[name] = codec
+        return codec
 
     def add_repository(self, repo: Repository, splits: Sequence[str] = ("train",)) -> int:
         """Store a repository's traced human proofs; a new commit replaces the old commit's traced items."""
+        self._writable()
         source = self.manifest["sources"].get(repo.name)
         if source == repo.commit:
             return 0
@@ -254,6 +356,7 @@ class MemoryBank:
 
     def forget_repo(self, repo: str, commit: str | None = None) -> int:
         """Remove every item of `repo` (of one commit, or all); returns how many."""
+        self._writable()
         ids = [i for i, e in self._entries.items() if e.item.repo == repo and (commit is None or e.item.commit == commit)]
         if commit is None or self.manifest["sources"].get(repo) == commit:
             self.manifest["sources"].pop(repo, None)
@@ -301,7 +404,12 @@ class MemoryBank:
         self.compact()
 
     def compact(self) -> None:
-        """Copy live items to new segments, switch the manifest atomically, then delete the old files."""
+        """Copy live items to new segments, switch the manifest atomically, then delete the old files.
+
+        A reader that still holds the old manifest finds an old segment gone and starts over (see `__init__`).
+        """
+        self._writable()
+        codec = self._codecs.get(self.quantization)
         old = [s["file"] for s in self.manifest["segments"]]
         number = int(old[-1][4:10]) + 1 if old else 1
         entries = sorted(self._entries.items(), key=lambda kv: (kv[1].item.repo, kv[0]))
@@ -330,7 +438,8 @@ class MemoryBank:
             ids = np.asarray([i for i, _ in chunk], dtype=np.int64)
             keys = np.asarray([e.key for _, e in chunk], dtype=np.float32)
             vecs = np.stack([e.vector for _, e in chunk])
-            record, block = encode_block(ids, keys, vecs, [e.item.to_json() for _, e in chunk], self.quantization)
+            record, block = encode_block(ids, keys, vecs, [e.item.to_json() for _, e in chunk], self.quantization,
+                                         codec)
             records.append(record)
             pending.append(block)
             size += len(record)
@@ -343,6 +452,7 @@ class MemoryBank:
             (self.path / name).unlink(missing_ok=True)
         self._entries.clear()
         self._digests.clear()
+        self._invalidate()
         self._disk_bytes = {s["file"]: s["committed"] for s in new_segments}
         self._truncated = {s["file"] for s in new_segments}
         for name, b in blocks:
@@ -361,18 +471,59 @@ class MemoryBank:
     def ids(self) -> list[int]:
         return sorted(self._entries)
 
+    def items(self, repo: str | None = None, kind: str | None = None) -> Iterator[tuple[int, BankItem]]:
+        """`(id, item)` of every live item in id order, optionally of one repository and/or kind."""
+        for i in sorted(self._entries):
+            it = self._entries[i].item
+            if (repo is None or it.repo == repo) and (kind is None or it.kind == kind):
+                yield i, it
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """`(ids, dequantized vectors)` of all live items, the matrix `match` multiplies with."""
         if self._mat is None:
             ids = np.asarray(sorted(self._entries), dtype=np.int64)
-            self._mat_ids = ids
-            self._mat = (np.stack([self._entries[int(i)].vector for i in ids]) if len(ids)
+            entries = [self._entries[int(i)] for i in ids]
+            names = sorted({e.item.repo for e in entries})
+            code = {r: j for j, r in enumerate(names)}
+            self._repo_names = names
+            self._cols = {"ids": ids,
+                          "repo": np.asarray([code[e.item.repo] for e in entries], dtype=np.int32),
+                          "step": np.asarray([e.item.kind == "step" for e in entries], dtype=bool),
+                          "premises": np.asarray([bool(e.item.premises) for e in entries], dtype=bool)}
+            self._mat = (np.stack([e.vector for e in entries]) if entries
                          else np.zeros((0, self.encoder.dim), dtype=np.float32))
-        return self._mat_ids, self._mat  # type: ignore[return-value]
+        return self._cols["ids"], self._mat
 
-    def match(self, query: str | np.ndarray, k: int = 10, repos: Sequence[str] | None = None,
+    def _mask(self, repos: Collection[str] | None, kind: str | None, need_premises: bool = False) -> np.ndarray | None:
+        """Boolean filter over `vectors()` rows, vectorised over per-row repository codes and cached until the
+        bank changes (a query no longer walks every item in Python)."""
+        if repos is None and kind is None and not need_premises:
+            return None
+        self.vectors()
+        key = (None if repos is None else frozenset(repos), kind, need_premises)
+        mask = self._masks.get(key)
+        if mask is None:
+            cols = self._cols
+            mask = np.ones(len(cols["ids"]), dtype=bool)
+            if repos is not None:
+                wanted = [j for j, r in enumerate(self._repo_names) if r in key[0]]  # type: ignore[operator]
+                mask &= np.isin(cols["repo"], np.asarray(wanted, dtype=np.int32))
+            if kind is not None:
+                mask &= cols["step"] if kind == "step" else ~cols["step"]
+            if need_premises:
+                mask &= cols["premises"]
+            if len(self._masks) > 64:
+                self._masks.clear()
+            self._masks[key] = mask
+        return mask
+
+    def match(self, query: str | np.ndarray, k: int = 10, repos: Collection[str] | None = None,
               kind: str | None = "step") -> list[Match]:
-        """Top-k items by cosine similarity to a proof state (self-matching: same encoder as the items)."""
+        """Top-k items by cosine similarity to a proof state (self-matching: same encoder as the items).
+
+        Exhaustive: every stored vector (decoded from its code) is scored against the float query, which for
+        product quantization is exactly asymmetric distance computation (ADC, Jégou et al. 2011).
+        """
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         ids, mat = self.vectors()
@@ -380,48 +531,36 @@ class MemoryBank:
             return []
         q = self.encoder.encode([query])[0] if isinstance(query, str) else np.asarray(query, dtype=np.float32).ravel()
         scores = mat @ q
-        if repos is not None or kind is not None:
-            allowed = set(repos) if repos is not None else None
-            mask = np.fromiter(((allowed is None or self._entries[int(i)].item.repo in allowed)
-                                and (kind is None or self._entries[int(i)].item.kind == kind) for i in ids),
-                               dtype=bool, count=len(ids))
+        mask = self._mask(repos, kind)
+        if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         top = np.argpartition(-scores, min(k, len(ids)) - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [Match(int(ids[j]), self._entries[int(ids[j])].item, float(scores[j])) for j in top
                 if np.isfinite(scores[j])]
 
-    def aggregate(self, matches: Sequence[Match], n: int = 8) -> Aggregate:
-        """kNN tactic suggestions and a short context text from matched items.
+    def sample(self, n: int, rng: random.Random, exclude_repo: str | None = None,
+               repos: Collection[str] | None = None, kind: str | None = None,
+               need_premises: bool = False) -> list[BankItem]:
+        """A repository-balanced sample for replay, drawn from the allowed repositories only.
 
-        Each match gets weight softmax(score / T) (T = 0.05); a tactic's score is the log of the summed
-        weight of the matches that used it (whitespace-normalised), so scores are log-probabilities ≤ 0.
+        `repos` (None = all) minus `exclude_repo` take turns, items uniform within each; `kind` and
+        `need_premises` (steps that name at least one premise: the only ones a retriever can learn from)
+        filter at the source too, so the caller gets `n` usable items whenever the bank holds them.
         """
-        if not matches:
-            return Aggregate([], "")
-        scores = np.asarray([m.score for m in matches], dtype=np.float64) / TEMPERATURE
-        weights = np.exp(scores - scores.max())
-        weights /= weights.sum()
-        mass: dict[str, float] = {}
-        for m, w in zip(matches, weights):
-            tactic = normalize_tactic(m.item.tactic)
-            if tactic:
-                mass[tactic] = mass.get(tactic, 0.0) + float(w)
-        tactics = sorted(((t, math.log(min(1.0, w))) for t, w in mass.items() if w > 0), key=lambda tw: -tw[1])[:n]
-        lines = []
-        for m in matches[:n]:
-            state = m.item.state.strip().splitlines()
-            goal = state[-1] if state else ""
-            lines.append(f"-- {m.item.theorem} ({m.score:.2f}): {goal[:120]}\n{normalize_tactic(m.item.tactic)}")
-        return Aggregate(tactics, "\n".join(lines))
-
-    def sample(self, n: int, rng: random.Random, exclude_repo: str | None = None) -> list[BankItem]:
-        """A repository-balanced sample for replay: repositories take turns, items uniform within each."""
-        by_repo: dict[str, list[int]] = {}
-        for i, e in self._entries.items():
-            if e.item.repo != exclude_repo:
-                by_repo.setdefault(e.item.repo, []).append(i)
-        pools = {r: rng.sample(sorted(ids), len(ids)) for r, ids in sorted(by_repo.items())}
+        if n <= 0:
+            return []
+        ids, _ = self.vectors()
+        mask = self._mask(repos, kind, need_premises)
+        rows = np.arange(len(ids)) if mask is None else np.flatnonzero(mask)
+        codes = self._cols["repo"][rows]
+        pools: dict[str, list[int]] = {}
+        for j, name in enumerate(self._repo_names):
+            if name == exclude_repo:
+                continue
+            mine = ids[rows[codes == j]].tolist()
+            if mine:
+                pools[name] = rng.sample(mine, min(n, len(mine)))
         order = sorted(pools)
         rng.shuffle(order)
         out: list[BankItem] = []
@@ -448,6 +587,7 @@ class MemoryBank:
         return out
 
     def disk_bytes(self) -> int:
-        """Bytes of all segments on disk (live and dead records) plus the manifest."""
+        """Bytes of all segments on disk (live and dead records), the codecs and the manifest."""
         size = sum(self._disk_bytes.values())
+        size += sum((self.path / c["file"]).stat().st_size for c in self.manifest.get("codecs", {}).values())
         return size + (self.manifest_path.stat().st_size if self.manifest_path.exists() else 0)

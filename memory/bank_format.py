@@ -1,17 +1,20 @@
 """On-disk format of the memory bank: append-only segments of checksummed records, and their codecs.
 
 A record is a 16-byte header (magic, type, payload length, CRC-32 of the payload) and a payload. A *block*
-holds items written together: ids, reservoir keys, int8 codes with one scale per vector, and the item texts
-as one zstd frame (items of one proof share most of their text, so compressing them together pays). A
-*tombstone* lists ids that were evicted or forgotten. The manifest (`index.json`, written atomically)
+holds items written together: ids, reservoir keys, one vector code per distinct proof state (a proof and its
+first step share a state; so do many steps), and the item texts as one zstd frame (items of one proof share
+most of their text, so compressing them together pays). Vector codes are int8/int4 scalar codes with one
+scale per vector, or the codes of a trained faiss codec (:class:`FaissCodec`: product quantization or a
+per-dimension scalar quantizer). A *tombstone* lists ids that were evicted or forgotten. The manifest (`index.json`, written atomically)
 records how many bytes of each segment are committed; bytes after that are a torn or uncommitted tail.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,30 +25,88 @@ from common.errors import WorkspaceError
 MAGIC = b"LLBK"
 HEADER = struct.Struct("<4sB3xII")  # magic, record type, payload length, crc32(payload)
 BLOCK_HEAD = struct.Struct("<IHBx")  # items, dim, quantization code
-BLOCK, TOMBSTONE = 1, 2
-QUANT_INT8, QUANT_INT4 = 1, 2
-QUANT_CODES = {"int8": QUANT_INT8, "int4": QUANT_INT4}
+BLOCK2_HEAD = struct.Struct("<IIHBx")  # items, distinct vectors, dim, quantization code
+BLOCK, TOMBSTONE, BLOCK2 = 1, 2, 3    # BLOCK (one vector per item) is still read; new blocks are BLOCK2
+QUANT_INT8, QUANT_INT4, QUANT_PQ, QUANT_SQ6 = 1, 2, 3, 4
+QUANT_CODES = {"int8": QUANT_INT8, "int4": QUANT_INT4, "pq": QUANT_PQ, "sq6": QUANT_SQ6}
+# faiss index_factory strings of the trained codecs. PQ192x8: 2-dimensional sub-vectors, 256 centroids each
+# (Jégou, Douze & Schmid, "Product quantization for nearest neighbor search", TPAMI 2011); SQ6: 6 bits per
+# dimension between per-dimension trained bounds. `bench/memory.py` measures both (and OPQ, Ge et al. 2013,
+# which did not pay on MiniLM vectors: its 384x384 rotation costs more than it gains at these sizes).
+FAISS_FACTORY = {"pq": "PQ192x8", "sq6": "SQ6"}
+FAISS_QUANT = {QUANT_PQ: "pq", QUANT_SQ6: "sq6"}
 ZSTD_LEVEL = 19
+
+
+ITEM_FIXED = 18  # bytes of an item's id, key, raw length and vector index
+
+
+class FaissCodec:
+    """A trained faiss vector codec (`sa_encode`/`sa_decode`), stored once in the bank and never re-trained.
+
+    Training is deterministic: the caller passes the training vectors in a content-defined order (sorted by
+    state hash), faiss k-means uses its fixed seed, and training runs on one thread.
+    """
+
+    def __init__(self, name: str, index):
+        self.name = name
+        self.index = index
+        self.code_size = int(index.sa_code_size())
+
+    @classmethod
+    def train(cls, name: str, vectors: np.ndarray) -> "FaissCodec":
+        import faiss
+
+        index = faiss.index_factory(int(vectors.shape[1]), FAISS_FACTORY[name], faiss.METRIC_INNER_PRODUCT)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return cls(name, index)
+
+    def to_bytes(self) -> bytes:
+        import faiss
+
+        return faiss.serialize_index(self.index).tobytes()
+
+    @classmethod
+    def from_bytes(cls, name: str, data: bytes) -> "FaissCodec":
+        import faiss
+
+        return cls(name, faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8)))
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        return self.index.sa_encode(np.ascontiguousarray(vectors, dtype=np.float32)).view(np.int8)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.index.sa_decode(np.ascontiguousarray(codes).view(np.uint8))
 
 
 @dataclass
 class Block:
     ids: np.ndarray       # int64 (n,)
     keys: np.ndarray      # float32 (n,) reservoir priorities
-    scales: np.ndarray    # float32 (n,)
+    scales: np.ndarray    # float32 (u,) (empty for faiss codes)
     raw_lens: np.ndarray  # uint32 (n,) uncompressed JSON length of each item (for per-item byte shares)
-    codes: np.ndarray     # int8 (n, dim)
+    codes: np.ndarray     # int8 (u, width): one code per distinct state
     texts: list[dict]     # item dicts
     nbytes: int = 0       # whole record on disk
     quant: int = QUANT_INT8
     dim: int = 0          # vector dimension (int4 packs two codes per byte)
+    vec_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))  # (n,) item -> code row
 
     def item_bytes(self) -> np.ndarray:
-        """Bytes on disk attributed to each item: its vector and fixed fields, plus a share of the shared parts."""
-        n, width = self.codes.shape
-        shared = self.nbytes - n * (width + 20)
+        """Bytes on disk attributed to each item: fixed fields, its share of its (shared) vector code, and a
+        share of the text frame proportional to its raw length."""
+        n = len(self.ids)
+        u, width = self.codes.shape
+        per_vec = width + (4 if len(self.scales) else 0)
+        sharers = np.bincount(self.vec_index, minlength=u)[self.vec_index]
+        text = self.nbytes - n * ITEM_FIXED - u * per_vec
         share = self.raw_lens / max(1, int(self.raw_lens.sum()))
-        return (width + 20) + shared * share
+        return ITEM_FIXED + per_vec / sharers + text * share
 
 
 def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,30 +141,56 @@ def dequantize_int4(packed: np.ndarray, scales: np.ndarray, dim: int) -> np.ndar
     return q[:, :dim] * scales[:, None]
 
 
-def dequantize(block: "Block") -> np.ndarray:
-    if block.quant == QUANT_INT4:
-        return dequantize_int4(block.codes, block.scales, block.dim)
-    return dequantize_int8(block.codes, block.scales)
+def dequantize(block: "Block", codecs: dict[str, FaissCodec] | None = None) -> np.ndarray:
+    """The block's vectors, one row per item (distinct-state codes expanded)."""
+    if block.quant in FAISS_QUANT:
+        codec = (codecs or {}).get(FAISS_QUANT[block.quant])
+        if codec is None:
+            raise ValueError(f"block uses the {FAISS_QUANT[block.quant]} codec, which the bank does not record")
+        rows = codec.decode(block.codes)
+    elif block.quant == QUANT_INT4:
+        rows = dequantize_int4(block.codes, block.scales, block.dim)
+    else:
+        rows = dequantize_int8(block.codes, block.scales)
+    return rows[block.vec_index]
 
 
 def encode_block(ids: np.ndarray, keys: np.ndarray, vectors: np.ndarray, texts: list[dict],
-                 quantization: str = "int8") -> tuple[bytes, Block]:
+                 quantization: str = "int8", codec: FaissCodec | None = None) -> tuple[bytes, Block]:
+    """One BLOCK2 record; items with the same `state` text share one vector code."""
+    if quantization in FAISS_FACTORY and codec is None:
+        quantization = "int8"  # codec not trained yet (too few items): such blocks are re-coded once it is
     quant = QUANT_CODES[quantization]
     dim = vectors.shape[1]
-    codes, scales = quantize_int4(vectors) if quant == QUANT_INT4 else quantize_int8(vectors)
+    row_of: dict[str, int] = {}   # state -> code row
+    firsts: list[int] = []        # item position of each code row
+    for j, t in enumerate(texts):
+        if t["state"] not in row_of:
+            row_of[t["state"]] = len(firsts)
+            firsts.append(j)
+    vec_index = np.asarray([row_of[t["state"]] for t in texts], dtype=np.uint16)
+    rows = np.asarray(vectors, dtype=np.float32)[firsts]
+    if codec is not None:
+        codes, scales = codec.encode(rows), np.zeros(0, np.float32)
+    else:
+        codes, scales = quantize_int4(rows) if quant == QUANT_INT4 else quantize_int8(rows)
     raws = [json.dumps(t, ensure_ascii=False, separators=(",", ":")).encode("utf-8") for t in texts]
     raw_lens = np.asarray([len(r) for r in raws], dtype=np.uint32)
     text = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(b"[" + b",".join(raws) + b"]")
-    n = codes.shape[0]
     payload = b"".join([
-        BLOCK_HEAD.pack(n, dim, quant),
+        BLOCK2_HEAD.pack(len(texts), len(codes), dim, quant),
         np.asarray(ids, dtype=np.int64).tobytes(), np.asarray(keys, dtype=np.float32).tobytes(),
-        scales.tobytes(), raw_lens.tobytes(), codes.tobytes(), text,
+        raw_lens.tobytes(), vec_index.tobytes(), scales.tobytes(),
+        struct.pack("<I", codes.shape[1]) if codec is not None else b"", codes.tobytes(), text,
     ])
-    record = _record(BLOCK, payload)
+    record = _record(BLOCK2, payload)
     block = Block(np.asarray(ids, dtype=np.int64), np.asarray(keys, dtype=np.float32), scales, raw_lens, codes,
-                  texts, len(record), quant, dim)
+                  texts, len(record), quant, dim, vec_index)
     return record, block
+
+
+def codec_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def encode_tombstone(ids: list[int]) -> bytes:
@@ -114,12 +201,15 @@ def _record(kind: int, payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, kind, len(payload), zlib.crc32(payload)) + payload
 
 
-def _decode_block(payload: bytes, size: int) -> Block:
-    n, dim, quant = BLOCK_HEAD.unpack_from(payload, 0)
-    if quant not in (QUANT_INT8, QUANT_INT4):
+def _decode_block(payload: bytes, size: int, v2: bool) -> Block:
+    if v2:
+        n, u, dim, quant = BLOCK2_HEAD.unpack_from(payload, 0)
+        off = BLOCK2_HEAD.size
+    else:
+        (n, dim, quant), u = BLOCK_HEAD.unpack_from(payload, 0), None
+        off = BLOCK_HEAD.size
+    if quant not in QUANT_CODES.values() or (not v2 and quant in FAISS_QUANT):
         raise ValueError(f"unknown quantization code {quant}")
-    width = dim if quant == QUANT_INT8 else (dim + 1) // 2
-    off = BLOCK_HEAD.size
 
     def take(dtype, count):
         nonlocal off
@@ -127,12 +217,27 @@ def _decode_block(payload: bytes, size: int) -> Block:
         off += arr.nbytes
         return arr
 
-    ids, keys, scales, raw_lens = take(np.int64, n), take(np.float32, n), take(np.float32, n), take(np.uint32, n)
-    codes = take(np.int8, n * width).reshape(n, width)
+    if v2:
+        ids, keys, raw_lens, vec_index = take(np.int64, n), take(np.float32, n), take(np.uint32, n), take(np.uint16, n)
+        scales = take(np.float32, 0 if quant in FAISS_QUANT else u)
+    else:
+        ids, keys, scales, raw_lens = take(np.int64, n), take(np.float32, n), take(np.float32, n), take(np.uint32, n)
+        u, vec_index = n, np.arange(n, dtype=np.uint16)
+    if len(vec_index) and int(vec_index.max()) >= u:
+        raise ValueError("vector index out of range")
+    width = dim if quant == QUANT_INT8 else (dim + 1) // 2 if quant == QUANT_INT4 else -1
+    if width < 0:  # faiss codes: the width follows from what is left before the text frame
+        width = int(struct.unpack_from("<I", payload, off)[0])
+        off += 4
+    codes = take(np.int8, u * width).reshape(u, width)
     texts = json.loads(zstandard.ZstdDecompressor().decompress(payload[off:]))
     if len(texts) != n:
         raise ValueError(f"block holds {n} vectors but {len(texts)} texts")
-    return Block(ids, keys, scales, raw_lens, codes, texts, size, quant, dim)
+    return Block(ids, keys, scales, raw_lens, codes, texts, size, quant, dim, vec_index)
+
+
+class SegmentMissing(WorkspaceError):
+    """A segment named by the manifest is gone (corruption, or a concurrent compaction a reader can retry)."""
 
 
 def read_segment(path: Path, committed: int) -> list[tuple[int, Block | np.ndarray]]:
@@ -144,7 +249,7 @@ def read_segment(path: Path, committed: int) -> list[tuple[int, Block | np.ndarr
         with open(path, "rb") as handle:
             data = handle.read(committed)
     except FileNotFoundError:
-        raise WorkspaceError(f"{path}: memory bank segment is missing; {_REPAIR}") from None
+        raise SegmentMissing(f"{path}: memory bank segment is missing; {_REPAIR}") from None
     out: list[tuple[int, Block | np.ndarray]] = []
     pos = 0
     while pos < committed:
@@ -157,13 +262,13 @@ def read_segment(path: Path, committed: int) -> list[tuple[int, Block | np.ndarr
             payload = data[pos + HEADER.size: pos + HEADER.size + length]
             if len(payload) != length or zlib.crc32(payload) != crc:
                 raise ValueError("checksum mismatch")
-            if kind == BLOCK:
-                out.append((BLOCK, _decode_block(payload, HEADER.size + length)))
+            if kind in (BLOCK, BLOCK2):
+                out.append((BLOCK, _decode_block(payload, HEADER.size + length, kind == BLOCK2)))
             elif kind == TOMBSTONE:
                 out.append((TOMBSTONE, np.frombuffer(payload, dtype=np.int64)))
             else:
                 raise ValueError(f"unknown record type {kind}")
-        except (ValueError, struct.error, zstandard.ZstdError, json.JSONDecodeError) as exc:
+        except (ValueError, TypeError, KeyError, struct.error, zstandard.ZstdError) as exc:
             raise WorkspaceError(f"{path}: memory bank segment is corrupted at byte {pos} ({exc}); {_REPAIR}") from None
         pos += HEADER.size + length
     return out

@@ -10,6 +10,11 @@ Ids are `repo@commit:full_name`; metadata `repo, commit, full_name, path, kind, 
 end_line, end_col, code_hash`; documents are the premise code. We always pass embeddings ourselves
 (`embedding_function=None`), so chromadb never tries to download its default model.
 
+Read-only opening (`read_only=True`, for commands that only read): chromadb rewrites its files when it
+opens a persistent directory, so a reader opens a snapshot instead: a copy of `chroma/` in a temporary
+directory, its SQLite database copied with SQLite's online backup API (a consistent snapshot even while a
+writer commits), removed again by `close()`. Nothing under the workspace is written.
+
 Crash safety: new vectors are written before old ones are deleted, in batches, and callers mark a
 repository indexed only after `add_repo` returns; re-running an interrupted add finds what is already
 there (same id, same hash) and embeds only the rest.
@@ -18,6 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
+import sqlite3
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -91,19 +100,76 @@ def _client(path: Path | None, chroma_url: str | None):
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
+def _snapshot(path: Path) -> Path:
+    """A private copy of a chroma directory: SQLite files through the backup API, the rest copied as is."""
+    dest = Path(tempfile.mkdtemp(prefix="lifelean-chroma-ro-"))
+    for src in sorted(path.rglob("*")):
+        target = dest / src.relative_to(path)
+        if src.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif src.suffix == ".sqlite3":
+            source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+            try:
+                copy = sqlite3.connect(target)
+                source.backup(copy)
+                copy.close()
+            finally:
+                source.close()
+        elif not src.name.endswith(("-wal", "-shm", "-journal")):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+    return dest
+
+
+def _release(client, snapshot: Path | None) -> None:
+    """Stop a snapshot's chroma system and delete the snapshot (chromadb caches one system per path)."""
+    if snapshot is None:
+        return
+    try:
+        from chromadb.api.client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(str(snapshot), None)
+        if system is not None:
+            system.stop()
+    except Exception:  # noqa: BLE001 - best effort: the snapshot is deleted either way
+        pass
+    shutil.rmtree(snapshot, ignore_errors=True)
+
+
 class PremiseStore:
-    """Premise vectors of all repositories, for one encoder version. `path=None` keeps them in memory."""
+    """Premise vectors of all repositories, for one encoder version. `path=None` keeps them in memory;
+    `read_only=True` reads a snapshot and never writes under `path` (see the module docstring)."""
 
     def __init__(self, path: Path | None, encoder: Encoder, chroma_url: str | None = None,
-                 filter_mode: FilterMode = "overfetch"):
+                 filter_mode: FilterMode = "overfetch", read_only: bool = False):
         self.encoder = encoder
         self.version = encoder.version
         self.filter_mode = filter_mode
+        self.read_only = read_only
+        self._snapshot: Path | None = None
+        self._names: dict[str | None, tuple[tuple[int, int], frozenset[str]]] = {}
+        self._writes = 0
+        if read_only and chroma_url is None and path is not None:
+            try:
+                self._snapshot = _snapshot(Path(path)) if Path(path).is_dir() else None
+            except (OSError, sqlite3.Error) as exc:
+                raise WorkspaceError(f"{path}: cannot read the premise store ({exc})") from None
+            path = self._snapshot
         self.client = _client(path, chroma_url)
+        self._finalizer = weakref.finalize(self, _release, self.client, self._snapshot)
         self.collection = self.client.get_or_create_collection(
             collection_name(self.version), embedding_function=None,
             metadata={"hnsw:space": "cosine", "encoder": self.version},
         )
+
+    def close(self) -> None:
+        """Release a read-only snapshot (a writer's store needs no closing)."""
+        self._finalizer()
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise WorkspaceError("the premise store is open read-only")
+        self._writes += 1
 
     # -- reading ------------------------------------------------------------------------------------
     def _get_all(self, where: dict[str, Any] | None, include: list[str]) -> dict[str, list]:
@@ -125,6 +191,21 @@ class PremiseStore:
         if repo is None:
             return self.collection.count()
         return len(self._get_all({"repo": repo}, [])["ids"])
+
+    def premise_names(self, repo: str | None = None) -> frozenset[str]:
+        """Full names of the stored premises (of one repository or all), fetched once and cached.
+
+        Evaluation needs only the names, once per cell; fetching every document each time grew with the whole
+        corpus. The cache is keyed by the collection's count and this store's own writes, so it follows
+        this process's updates; another writer changing names without changing the count is not seen.
+        """
+        key = (self.collection.count(), self._writes)
+        hit = self._names.get(repo)
+        if hit is None or hit[0] != key:
+            metas = self._get_all({"repo": repo} if repo else None, ["metadatas"])["metadatas"]
+            hit = (key, frozenset(m["full_name"] for m in metas))
+            self._names[repo] = hit
+        return hit[1]
 
     def repos(self) -> dict[str, dict[str, int]]:
         """`{repo name: {commit: premises}}` of everything stored."""
@@ -151,6 +232,7 @@ class PremiseStore:
     # -- writing ------------------------------------------------------------------------------------
     def add_repo(self, repo: Repository, progress: bool = False) -> IndexReport:
         """Index `repo@commit`; a known repository name at a new commit is updated by diff."""
+        self._writable()
         new = _distinct(repo.premises)
         existing = self._get_all({"repo": repo.name}, ["metadatas"])
         same_commit: dict[str, str] = {}            # full_name -> code_hash already stored at this commit
@@ -188,6 +270,7 @@ class PremiseStore:
 
     def forget_repo(self, name: str, commit: str | None = None) -> int:
         """Delete the premises of repository `name` (of one commit, or all); returns how many."""
+        self._writable()
         where: dict[str, Any] = {"repo": name} if commit is None else {"$and": [{"repo": name}, {"commit": commit}]}
         ids = self._get_all(where, [])["ids"]
         self._delete(ids)
@@ -223,6 +306,7 @@ class PremiseStore:
             self._upsert(repo, [p for p, _ in chunk], np.asarray([by_id[old] for _, old in chunk], dtype=np.float32))
 
     def _upsert(self, repo: Repository, premises: list[Premise], vectors: np.ndarray) -> None:
+        self._writable()
         for start in range(0, len(premises), CHROMA_BATCH):
             chunk = premises[start:start + CHROMA_BATCH]
             self.collection.upsert(
@@ -233,6 +317,7 @@ class PremiseStore:
             )
 
     def _delete(self, ids: list[str]) -> None:
+        self._writable()
         for start in range(0, len(ids), CHROMA_BATCH):
             self.collection.delete(ids=ids[start:start + CHROMA_BATCH])
 

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
     from agent.workspace import Workspace
-    from agent import memory_ops
+    from agent.workspace import memory as memory_ops
     ws = Workspace.open(sys.argv[1])
     state = ws.load_state()
     repos = [ws.load_repository(e["key"]) for e in state["repos"]]
@@ -40,7 +40,7 @@ def _indexed(ws_root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_during_add_then_repair(tmp_path, b4_sample, encoder) -> None:
-    from agent import memory_ops
+    from agent.workspace import memory as memory_ops
     from memory.bank import items_of_repository
 
     ws, state, repos = make_workspace(tmp_path / "ws", b4_sample, NAMES)

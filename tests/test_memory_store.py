@@ -97,3 +97,36 @@ def test_one_collection_per_encoder_version() -> None:
     assert a != b and a.startswith("premises-all-MiniLM-L6-v2")
     weird = collection_name("/some/path/with spaces@x")
     assert weird[0].isalnum() and weird[-1].isalnum() and " " not in weird
+
+
+def _hashes(root) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_read_only_store_leaves_every_file_byte_identical(tmp_path, encoder) -> None:
+    """Issue 12 item 3: opening, querying and closing the store for reading changes no file under chroma/."""
+    writer = PremiseStore(tmp_path / "chroma", encoder)
+    writer.add_repo(_repo("lib", "c1", BASE))
+    writer.close()
+    before = _hashes(tmp_path / "chroma")
+    ro = PremiseStore(tmp_path / "chroma", encoder, read_only=True)
+    assert ro.count() == 4 and ro.premise_names() == frozenset(BASE)
+    assert ro.retrieve("⊢ n + m = m + n", 1)[0].full_name in BASE
+    with pytest.raises(Exception, match="read-only"):
+        ro.forget_repo("lib")
+    ro.close()
+    assert _hashes(tmp_path / "chroma") == before
+    missing = PremiseStore(tmp_path / "nothing", encoder, read_only=True)
+    assert missing.count() == 0 and not (tmp_path / "nothing").exists()
+
+
+def test_premise_names_are_cached_and_follow_writes(store: PremiseStore) -> None:
+    store.add_repo(_repo("lib", "c1", BASE))
+    names = store.premise_names()
+    assert names == frozenset(BASE) and store.premise_names() is names   # second call: no fetch
+    store.add_repo(_repo("lib", "c2", {"Int.neg_neg": "theorem Int.neg_neg (a : Int) : - -a = a"}))
+    assert store.premise_names() == {"Int.neg_neg"}
+    assert store.premise_names("lib") == {"Int.neg_neg"} and store.premise_names("nope") == frozenset()
