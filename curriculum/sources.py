@@ -28,10 +28,18 @@ class SourceSpec:
 
 
 def parse_source(text: str) -> SourceSpec:
-    """Classify SOURCE; a path that is none of the accepted kinds is a one-line error."""
+    """Classify SOURCE; a path that is none of the accepted kinds is a one-line error.
+
+    A URL is normalised the way LeanDojo keys its cache (no trailing `/` or `.git`); ssh:// and git:// URLs
+    are refused here because LeanDojo cannot trace them (it accepts https and `git@github.com:USER/REPO`).
+    """
+    from curriculum.tracing import normalize_git_url
+
+    if re.match(r"^(ssh|git)://", text.strip()):
+        normalize_git_url(text)   # raises the one-line error naming the URL
     m = _URL.match(text.strip())
     if m:
-        return SourceSpec(text, "git", m.group("url"), m.group("commit"))
+        return SourceSpec(text, "git", normalize_git_url(m.group("url")), m.group("commit"))
     path = Path(text).expanduser()
     if path.is_dir() and any((path / marker).exists() for marker in _LEAN_MARKERS):
         return SourceSpec(text, "lean_repo", str(path))

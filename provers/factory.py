@@ -12,7 +12,7 @@ from typing import Any, Callable
 from common.errors import InputError
 from curriculum.lean_data import Repository, Theorem
 from provers.config import ProverConfig
-from provers.env import Env, LeanDojoEnv, ReplayEnv, ReplayTable
+from provers.env import Env, ReplayEnv, ReplayTable, choose_lean_backend, open_lean_env
 from provers.generators.context import PremiseContext
 
 
@@ -29,7 +29,7 @@ class GeneratorSpec:
     encoder_max_length: int = 256
     bank_path: Path | None = None
     bank_budget_bytes: int = 64 << 20
-    bank_quantization: str = "int8"
+    bank_quantization: str = "sq6"
     bank_seed: int = 3407
     bank_repos: list[str] | None = None       # repositories whose bank items the kNN may use (None = all)
     store_path: Path | None = None
@@ -78,11 +78,14 @@ def build_generator(spec: GeneratorSpec, repositories: dict[str, Repository] | N
                              "(e.g. kaiyuy/leandojo-lean4-tacgen-byt5-small)")
         return HFGenerator.from_pretrained(cfg.model, context=context, decoding=cfg.decoding,
                                            max_input_tokens=cfg.max_input_tokens, max_new_tokens=cfg.max_new_tokens,
-                                           temperature=cfg.temperature)
-    from provers.generators.vllm import make_vllm_generator
+                                           temperature=cfg.temperature, prompt=cfg.prompt,
+                                           byte_lengths=(cfg.max_input_bytes, cfg.max_new_bytes))
+    from provers.generators.hf import prompt_shape_for
+    from provers.generators.vllm import from_config
 
-    return make_vllm_generator(cfg.model, cfg.vllm_url, context, max_tokens=cfg.max_new_tokens,
-                               temperature=cfg.temperature)
+    if prompt_shape_for(cfg.model or "", cfg.prompt) == "state":
+        context = PremiseContext()   # a state-only checkpoint: no premises before the goal
+    return from_config(cfg, context)
 
 
 def _accessibility(repositories: dict[str, Repository]) -> Callable[[Theorem], set[str] | None] | None:
@@ -105,16 +108,26 @@ def _accessibility(repositories: dict[str, Repository]) -> Callable[[Theorem], s
 
 
 class EnvFactory:
-    """Opens the configured environment for one theorem (replay tables are built once per repository)."""
+    """Opens the configured environment for one theorem (replay tables are built once per repository; the Lean
+    REPL's set-up — a REPL build per project — once per worker process, in `_repl_configs`)."""
 
     def __init__(self, config: ProverConfig, repositories: dict[str, Repository]):
         self.config = config
         self.repositories = repositories
         self._tables: dict[str, ReplayTable] = {}
+        self._repl_configs: dict[str, Any] = {}
+
+    def backend(self, repo: str) -> str:
+        """The Lean backend used for `repo` ([prover] lean_backend, "auto" = by its Lean version)."""
+        known = self.repositories.get(repo)
+        return choose_lean_backend(self.config.lean_backend, known.lean_version if known else None)
 
     def open(self, repo: str, theorem: Theorem) -> Env:
         if self.config.env == "lean":
-            return LeanDojoEnv(theorem, tactic_timeout=self.config.tactic_timeout)
+            backend = self.backend(repo)
+            return open_lean_env(theorem, backend, repo_path=self.config.lean_project_dir,
+                                 tactic_timeout=self.config.tactic_timeout,
+                                 startup_timeout=self.config.startup_timeout, repl_configs=self._repl_configs)
         shared = None
         if self.config.replay_scope == "repository" and repo in self.repositories:
             if repo not in self._tables:

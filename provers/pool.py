@@ -4,7 +4,17 @@ Each worker builds its generator once (one model copy per worker) and proves one
 generator is re-seeded per theorem (:func:`theorem_seed`), so a theorem's result does not depend on which worker
 ran it or what ran before — the pool gives the same results as a single process. Results are yielded as they
 finish. Ctrl-C (KeyboardInterrupt) cancels queued work, stops the workers, and propagates; every result
-yielded before it is kept by the caller.
+yielded before it is kept by the caller. A failure inside one theorem (Lean, LeanDojo, a model server) is that
+theorem's `ProofResult.error`, never the end of the pool.
+
+GPUs: an in-process vLLM engine takes a GPU's memory, so local workers are then forced to one (use a
+`vllm serve` server and `prover.vllm_url` for parallel workers); Ray actors that load a model on a GPU ask Ray
+for one (`num_gpus`), so each gets its own.
+
+Ray cluster mode ships the worker spec once (`ray.put`) and each actor opens the bank, the premise store and
+checkpoints by the *driver's* paths: those must be on a filesystem every node mounts at the same path (or the
+store on a chroma server, `[memory] chroma_url`). Every actor checks this at start and the run stops with one
+line naming the missing path otherwise.
 """
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -52,8 +63,15 @@ class ProverWorker:
         self.envs = EnvFactory(spec.config, spec.repositories)
 
     def prove(self, repo: str, theorem: Theorem) -> ProofResult:
-        self.generator.reset(theorem_seed(self.spec.seed, theorem.uid))
-        result = best_first_search(theorem, self.envs.open(repo, theorem), self.generator, self.spec.config, repo=repo)
+        try:
+            self.generator.reset(theorem_seed(self.spec.seed, theorem.uid))
+            result = best_first_search(theorem, self.envs.open(repo, theorem), self.generator, self.spec.config,
+                                       repo=repo)
+        except Exception as exc:   # confined to this theorem: one line, the pool goes on
+            first = (str(exc).splitlines() or [""])[0][:300]
+            return ProofResult(theorem=theorem.full_name, uid=theorem.uid, repo=repo, proved=False, checked_by=None,
+                               file_path=theorem.file_path, stop_reason="error",
+                               error=f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
         if result.proved and self.spec.config.learn_online and hasattr(self.generator, "learn"):
             self.generator.learn([(s, t, ()) for s, t in zip(result.states, result.proof)])
         return result
@@ -145,6 +163,41 @@ def _run_processes(tasks: Sequence[Task], spec: WorkerSpec, workers: int) -> Ite
 
 
 # -- Ray -----------------------------------------------------------------------------------------------------
+def driver_paths(spec: WorkerSpec) -> list[str]:
+    """Paths the driver put in the spec that every Ray node must see (bank, premise store, model)."""
+    gen = spec.generator
+    paths = [gen.bank_path, gen.store_path if not gen.chroma_url else None]
+    model = gen.config.model
+    if model and (os.path.isabs(model) or model.startswith(".")):
+        paths.append(model)
+    return [str(p) for p in paths if p is not None]
+
+
+def missing_paths(spec: WorkerSpec) -> str | None:
+    """One line naming the driver paths this node cannot see, or None (cluster mode's shared filesystem)."""
+    missing = [p for p in driver_paths(spec) if not os.path.exists(p)]
+    if not missing:
+        return None
+    return (f"Ray node {os.uname().nodename} cannot see {', '.join(missing)}: cluster mode needs the workspace on "
+            "a filesystem every node mounts at the same path (or the premise store on a chroma server, "
+            "[memory] chroma_url)")
+
+
+def gpus_per_actor(config: ProverConfig, cluster_gpus: float) -> float:
+    """GPUs a Ray actor asks for: an in-process vLLM engine needs `tensor_parallel_size`; an `hf` model one
+    when the cluster has GPUs (it runs on CUDA there); everything else none."""
+    if config.generator == "vllm" and not config.vllm_url:
+        if cluster_gpus < config.tensor_parallel_size:
+            from common.errors import InputError
+
+            raise InputError(f"the in-process vLLM engine needs {config.tensor_parallel_size} GPU(s) per Ray actor; "
+                             f"the cluster has {cluster_gpus:g}; or set prover.vllm_url to a `vllm serve` server")
+        return float(config.tensor_parallel_size)
+    if config.generator == "hf" and cluster_gpus >= 1:
+        return 1.0
+    return 0.0
+
+
 def _run_ray(tasks: Sequence[Task], spec: WorkerSpec, workers: int, address: str) -> Iterator[ProofResult]:
     try:
         import ray
@@ -162,9 +215,17 @@ def _run_ray(tasks: Sequence[Task], spec: WorkerSpec, workers: int, address: str
         else:
             ray.init(address=address, log_to_driver=False)
         started = True
-    actor_cls = ray.remote(num_cpus=1)(_RayWorker)
-    actors = [actor_cls.remote(spec) for _ in range(workers)]
+    actors: list = []
     try:
+        gpus = gpus_per_actor(spec.config, float(ray.cluster_resources().get("GPU", 0)))
+        actor_cls = ray.remote(num_cpus=1, num_gpus=gpus)(_RayWorker)
+        spec_ref = ray.put(spec)   # serialised once, not once per actor
+        actors = [actor_cls.remote(spec_ref) for _ in range(workers)]
+        for problem in ray.get([a.problem.remote() for a in actors]):
+            if problem:
+                from common.errors import InputError
+
+                raise InputError(problem)
         pool = ActorPool(actors)
         yield from pool.map_unordered(lambda actor, task: actor.prove.remote(*task), list(tasks))
     finally:
@@ -175,10 +236,18 @@ def _run_ray(tasks: Sequence[Task], spec: WorkerSpec, workers: int, address: str
 
 
 class _RayWorker:
-    """A Ray actor holding one :class:`ProverWorker` (one model copy per actor)."""
+    """A Ray actor holding one :class:`ProverWorker` (one model copy per actor).
+
+    A node that cannot see the driver's paths records why instead of failing inside a constructor, so the
+    driver can say it in one line (`problem`)."""
 
     def __init__(self, spec: WorkerSpec):
-        _init_process(spec)
+        self._problem = missing_paths(spec)
+        if self._problem is None:
+            _init_process(spec)
+
+    def problem(self) -> str | None:
+        return self._problem
 
     def prove(self, repo: str, theorem: Theorem) -> ProofResult:
         return _prove_in_process(repo, theorem)
@@ -196,6 +265,11 @@ def prove_many(tasks: Sequence[Task], spec: WorkerSpec, workers: int | None = No
         return
     n = spec.config.workers if workers is None else workers
     n = auto_workers(len(tasks)) if n == 0 else min(n, len(tasks))
+    cfg = spec.config
+    if n > 1 and not ray_address and cfg.generator == "vllm" and not cfg.vllm_url:
+        warnings.warn(f"an in-process vLLM engine holds the GPU: proving with 1 worker instead of {n}; for parallel "
+                      "workers start `vllm serve MODEL` and set prover.vllm_url", UserWarning, stacklevel=2)
+        n = 1
     if ray_address:
         yield from _run_ray(tasks, spec, n, ray_address)
     elif n <= 1:

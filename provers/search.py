@@ -5,8 +5,15 @@ tactic scores). Expanding a node asks the generator for `num_tactics` tactics an
 score order, stopping at the first that proves the theorem. Result states are deduplicated on their
 :func:`~provers.env.normalize`-d text (a transposition table): reaching a known state adds no node, but a shorter
 path or a better score to it is kept, so the proof read back along parent links is the shortest one found.
-Budgets: node expansions, wall-clock time per theorem, and the environment's per-tactic timeout.
+Budgets: node expansions, wall-clock time per theorem, and the environment's per-tactic timeout. The theorem's
+clock starts once the environment is entered: starting Lean on a file that imports Mathlib can take minutes and
+has its own limit, so it must not eat the search budget (it is reported as `startup_seconds`).
 Unlike ReProver, a proof found on the step that exhausts the budget is kept, not discarded.
+
+A proof read back along parent links may be stitched together through the transposition table, so before a
+result says `proved`, the environment checks the whole proof as one piece (`Env.check_proof`: Lean compiles it,
+or replay re-runs it from the theorem's own goal); a proof it rejects is `stop_reason = "check_failed"`.
+A generator failure ends its theorem only (`error`), never the run.
 """
 from __future__ import annotations
 
@@ -18,15 +25,19 @@ from typing import Any, Callable
 
 from curriculum.lean_data import Theorem
 from provers.config import ProverConfig
-from provers.env import Env, EnvCrashError, EnvInitError, LeanError, Progress, Proved, Unverifiable, normalize
+from provers.env import (Env, EnvCrashError, EnvInitError, LeanError, NotReplayable, Progress, Proved, Unverifiable,
+                         normalize)
 
 
 @dataclass
 class ProofResult:
     """One theorem's search: the proof (tactics) if found, how it was checked, and where time went.
 
-    `checked_by` is the environment the search ran against: "lean" (LeanDojo) or "replay" (the recorded Lean trace,
-    *not* a Lean check). `states` are the states before each proof tactic (for the memory bank), not printed.
+    `checked_by` is the environment the search ran against: "lean" (LeanDojo or the Lean REPL; for a proof, only
+    after Lean accepted it whole) or "replay" (the recorded Lean trace, *not* a Lean check).
+    `states` are the states before each proof tactic (for the memory bank), not printed.
+    `stop_reason` "not_replayable": replay cannot attempt the theorem (its trace starts at a sub-goal, see
+    `provers.env.replay_provable`); count these apart from failed searches.
     """
 
     theorem: str
@@ -43,11 +54,13 @@ class ProofResult:
     generator_seconds: float = 0.0
     error: str | None = None
     file_path: str = ""
-    stop_reason: str = ""          # "proved" | "exhausted" | "expansions" | "timeout" | "error"
+    stop_reason: str = ""          # "proved" | "exhausted" | "expansions" | "timeout" | "error" | "check_failed"
+    #                                | "not_replayable"
     unverifiable: int = 0          # env answers "trace does not know"
     lean_errors: int = 0
     nodes: int = 0
     states: list[str] = field(default_factory=list)
+    startup_seconds: float = 0.0   # entering the environment (starting Lean), outside the search budget
 
     def to_record(self) -> dict[str, Any]:
         """The proofs.jsonl fields of docs/contracts.md (plus a few more), without the bulky states."""
@@ -82,16 +95,38 @@ def best_first_search(theorem: Theorem, env: Env, generator, config: ProverConfi
     """Search for a proof of `theorem` in `env` (not yet entered) with `generator`; never raises for a failed search."""
     result = ProofResult(theorem=theorem.full_name, uid=theorem.uid, repo=repo, proved=False,
                          checked_by=getattr(env, "checked_by", None), file_path=theorem.file_path)
-    start = clock()
+    entered = clock()
+    start = entered
     try:
         with env as session:
+            start = clock()
+            result.startup_seconds = start - entered
             _search(theorem, session, generator, config, result, start, clock)
+            if result.proved:
+                _final_check(session, result)
+    except NotReplayable as exc:
+        result.error, result.stop_reason = str(exc), "not_replayable"
     except EnvInitError as exc:
         result.error, result.stop_reason = str(exc), "error"
     except EnvCrashError as exc:
         result.error, result.stop_reason = str(exc), "error"
+    if result.stop_reason == "error":
+        result.proved, result.proof, result.states = False, [], []
     result.seconds = clock() - start
     return result
+
+
+def _final_check(env: Env, result: ProofResult) -> None:
+    """The whole proof as one piece; a rejected one is not a proof (never labelled "lean" without Lean)."""
+    check = getattr(env, "check_proof", None)
+    if check is None:
+        if result.checked_by == "lean":   # an environment that cannot check whole proofs proves nothing in Lean
+            result.proved, result.stop_reason = False, "check_failed"
+            result.error = "the environment cannot check the whole proof"
+        return
+    reason = check(result.proof)
+    if reason is not None:
+        result.proved, result.stop_reason, result.error = False, "check_failed", reason
 
 
 def _search(theorem: Theorem, env: Env, generator, config: ProverConfig, result: ProofResult, start: float,
@@ -113,7 +148,14 @@ def _search(theorem: Theorem, env: Env, generator, config: ProverConfig, result:
         node.expanded = True
         result.expansions += 1
         t0 = clock()
-        candidates = generator.generate(node.state, config.num_tactics, theorem)
+        try:
+            candidates = generator.generate(node.state, config.num_tactics, theorem)
+        except Exception as exc:   # a model or server failure ends this theorem, not the run
+            result.generator_seconds += clock() - t0
+            first = (str(exc).splitlines() or [""])[0][:300]
+            result.error, result.stop_reason = f"generator failed: {type(exc).__name__}: {first}", "error"
+            result.nodes = len(table)
+            return
         result.generator_seconds += clock() - t0
         result.generator_calls += 1
         for tactic, logprob in candidates:

@@ -1,100 +1,93 @@
-"""LeanDojoEnv against a fake `lean_dojo` at the Dojo boundary (its 4.20 API), and for real where Lean exists."""
+"""LeanDojoEnv against the real lean_dojo 4.20.0 classes (results, exceptions, Theorem), with a fake only where
+LeanDojo would start Lean (`Dojo`, `check_proof`, `LeanGitRepo`'s GitHub/git calls); and for real where Lean exists.
+"""
 from __future__ import annotations
 
-import sys
-import types
-from dataclasses import dataclass, field
+import os
+import tempfile
 
 import pytest
 
-from common.errors import InputError
-from curriculum.lean_data import Pos, Theorem, TracedTactic
-from provers.config import ProverConfig
-from provers.env import EnvInitError, LeanDojoEnv, LeanError, Progress, Proved, normalize
-from provers.search import best_first_search
+os.environ.setdefault("CACHE_DIR", os.path.join(tempfile.gettempdir(), "lifelean-test-lean-dojo-cache"))
+ld = pytest.importorskip("lean_dojo")
+
+from common.errors import InputError  # noqa: E402
+from curriculum.lean_data import Pos, Theorem, TracedTactic  # noqa: E402
+from provers.config import ProverConfig  # noqa: E402
+from provers.env import (EnvInitError, LeanDojoEnv, LeanError, Progress, Proved, choose_lean_backend,  # noqa: E402
+                         normalize, proof_block)
+from provers.search import best_first_search  # noqa: E402
 
 
-def _fake_lean_dojo(script: dict[tuple[str, str], object], calls: list):
-    """A module shaped like lean_dojo 4.20: Dojo(entry, timeout) context manager, run_tac → result types."""
-    m = types.ModuleType("lean_dojo")
+class FakeRepo:
+    """Stands in for `LeanGitRepo` (whose constructor calls GitHub or clones): url and commit only."""
 
-    @dataclass(frozen=True)
-    class TacticState:
-        pp: str
-        id: int = field(compare=False)
-        message: str | None = field(default=None, compare=False)
+    def __init__(self, url, commit):
+        self.url, self.commit = url, commit
 
-    @dataclass(frozen=True)
-    class ProofFinished:
-        tactic_state_id: int
-        message: str | None = field(default=None, compare=False)
 
-    @dataclass(frozen=True)
-    class ProofGivenUp:
-        pass
+class FakeDojo:
+    """The process boundary: `Dojo(entry, timeout)` as a context manager, `run_tac` scripted on real result types.
 
-    @dataclass(frozen=True)
-    class LeanErr:
-        error: str
+    A scripted "timeout" raises the real `DojoTacticTimeoutError`; after it, like real Lean (which keeps running
+    the timed-out tactic and does not match replies to requests), the session answers the *previous* request's
+    reply to the next call — so a session that is reused after a time-out gives false results.
+    """
 
-    class DojoCrashError(Exception):
-        pass
+    def __init__(self, script, calls, entry, timeout=600, additional_imports=(), build_deps=True):
+        calls.append(("init", entry, timeout))
+        self.script, self.calls, self.entry, self.timeout = script, calls, entry, timeout
+        self.poisoned = False
+        self.proc = type("Proc", (), {"timeout": timeout})()
 
-    class DojoTacticTimeoutError(Exception):
-        pass
+    def __enter__(self):
+        if self.entry.full_name == "broken":
+            raise ld.DojoInitError("Failed to locate the theorem")
+        return self, ld.TacticState("⊢ p ∧ q", 0)
 
-    class DojoInitError(Exception):
-        pass
+    def __exit__(self, *exc):
+        self.calls.append(("exit",))
 
-    @dataclass(frozen=True)
-    class LeanGitRepo:
-        url: str
-        commit: str
+    def run_tac(self, state, tactic):
+        self.calls.append(("run", state.id, tactic, self.proc.timeout))
+        if self.poisoned:
+            return ld.ProofFinished(98)          # the reply to the timed-out request: a false proof
+        out = self.script.get((state.pp, tactic))
+        if out == "timeout":
+            self.poisoned = True
+            raise ld.DojoTacticTimeoutError()
+        if out == "crash":
+            raise ld.DojoCrashError("OOM")
+        if out is None:
+            return ld.LeanError("unknown tactic")
+        if out == "no goals":
+            return ld.ProofFinished(99)
+        if out == "gave up":
+            return ld.ProofGivenUp()
+        return ld.TacticState(out, len(self.calls))
 
-    @dataclass(frozen=True)
-    class Thm:
-        repo: LeanGitRepo
-        file_path: str
-        full_name: str
 
-    class Dojo:
-        def __init__(self, entry, timeout=600, additional_imports=(), build_deps=True):
-            calls.append(("init", entry, timeout))
-            self.entry = entry
+@pytest.fixture
+def fake_dojo(monkeypatch):
+    calls: list = []
+    state = {"script": {}, "checked": [], "verdict": True}
 
-        def __enter__(self):
-            if self.entry.full_name == "broken":
-                raise DojoInitError("Failed to locate the theorem")
-            return self, TacticState("⊢ p ∧ q", 0)
+    def make(entry, timeout=600, additional_imports=(), build_deps=True):
+        return FakeDojo(state["script"], calls, entry, timeout)
 
-        def __exit__(self, *exc):
-            calls.append(("exit",))
+    def check_proof(thm, proof):
+        state["checked"].append((thm.full_name, proof))
+        return state["verdict"]
 
-        def run_tac(self, state, tactic):
-            calls.append(("run", state.id, tactic))
-            out = script.get((state.pp, tactic))
-            if out == "timeout":
-                raise DojoTacticTimeoutError()
-            if out == "crash":
-                raise DojoCrashError("OOM")
-            if out is None:
-                return LeanErr("unknown tactic")
-            if out == "no goals":
-                return ProofFinished(99)
-            if out == "gave up":
-                return ProofGivenUp()
-            return TacticState(out, len(calls))
-
-    for name, obj in dict(TacticState=TacticState, ProofFinished=ProofFinished, ProofGivenUp=ProofGivenUp,
-                          LeanError=LeanErr, DojoCrashError=DojoCrashError, Dojo=Dojo, LeanGitRepo=LeanGitRepo,
-                          DojoTacticTimeoutError=DojoTacticTimeoutError, DojoInitError=DojoInitError,
-                          Theorem=Thm).items():
-        setattr(m, name, obj)
-    return m
+    monkeypatch.setattr(ld, "Dojo", make)
+    monkeypatch.setattr(ld, "LeanGitRepo", FakeRepo)
+    monkeypatch.setattr(ld, "check_proof", check_proof)
+    state["calls"] = calls
+    return state
 
 
 def _thm(name="Demo.t") -> Theorem:
-    return Theorem("/src/demo", "c" * 40, "Demo/A.lean", name, Pos(3, 1), Pos(5, 1), None,
+    return Theorem("https://github.com/u/demo", "c" * 40, "Demo/A.lean", name, Pos(3, 1), Pos(5, 1), None,
                    (TracedTactic("constructor", "constructor", (), "⊢ p ∧ q", "case left ⊢ p"),), "test")
 
 
@@ -111,53 +104,132 @@ class Gen:
         return self.table.get(state, [])[:n]
 
 
-def test_leandojo_env_maps_results_and_proves(monkeypatch):
-    calls: list = []
-    script = {("⊢ p ∧ q", "constructor"): "⊢ p\n⊢ q", ("⊢ p ∧ q", "slow"): "timeout",
-              ("⊢ p\n⊢ q", "exact ⟨hp, hq⟩"): "no goals", ("⊢ p\n⊢ q", "sorry"): "gave up"}
-    monkeypatch.setitem(sys.modules, "lean_dojo", _fake_lean_dojo(script, calls))
-    env = LeanDojoEnv(_thm(), tactic_timeout=7)
-    with env as e:
+SCRIPT = {("⊢ p ∧ q", "constructor"): "⊢ p\n\n⊢ q", ("⊢ p ∧ q", "slow"): "timeout",
+          ("⊢ p\n\n⊢ q", "exact ⟨hp, hq⟩"): "no goals", ("⊢ p\n\n⊢ q", "sorry"): "gave up"}
+
+
+def test_leandojo_env_maps_real_result_types(fake_dojo):
+    fake_dojo["script"].update(SCRIPT)
+    with LeanDojoEnv(_thm(), tactic_timeout=7, startup_timeout=300) as e:
         assert e.initial_state == "⊢ p ∧ q"
-        assert e.run_tac("⊢ p ∧ q", "constructor") == Progress("⊢ p\n⊢ q")
-        assert isinstance(e.run_tac("⊢ p ∧ q", "slow"), LeanError)
-        assert e.run_tac("⊢ p\n⊢ q", "sorry") == LeanError("proof contains `sorry` (ProofGivenUp)")
+        assert e.run_tac("⊢ p ∧ q", "constructor") == Progress("⊢ p\n\n⊢ q")
+        assert e.run_tac("⊢ p\n\n⊢ q", "sorry") == LeanError("proof contains `sorry` (ProofGivenUp)")
         assert e.run_tac("⊢ p ∧ q", "bogus") == LeanError("unknown tactic")
-        assert e.run_tac("⊢ p\n⊢ q", "exact ⟨hp, hq⟩") == Proved()
-    init = calls[0]
-    assert init[0] == "init" and init[2] == 7 and init[1].full_name == "Demo.t" and init[1].repo.url == "/src/demo"
-    assert calls[-1] == ("exit",)
+        assert e.run_tac("⊢ p\n\n⊢ q", "exact ⟨hp, hq⟩") == Proved()
+    init = fake_dojo["calls"][0]
+    assert init[0] == "init" and init[1].full_name == "Demo.t" and init[1].repo.url == "https://github.com/u/demo"
+    assert isinstance(init[1], ld.Theorem)                         # the real LeanDojo Theorem
+    assert fake_dojo["calls"][-1] == ("exit",)
 
-    gen = Gen({"⊢ p ∧ q": [("slow", -0.1), ("constructor", -0.2)], "⊢ p\n⊢ q": [("exact ⟨hp, hq⟩", -0.1)]})
+
+def test_startup_and_tactic_timeouts_are_separate(fake_dojo):
+    """Dojo's `timeout` covers start-up: it gets the start-up limit, the running process the tactic limit."""
+    fake_dojo["script"].update(SCRIPT)
+    with LeanDojoEnv(_thm(), tactic_timeout=7, startup_timeout=300) as e:
+        e.run_tac("⊢ p ∧ q", "constructor")
+    assert fake_dojo["calls"][0][2] == 300
+    assert fake_dojo["calls"][1][3] == 7
+
+
+def test_a_tactic_timeout_discards_the_session_and_never_reads_its_stale_reply(fake_dojo):
+    fake_dojo["script"].update(SCRIPT)
+    with LeanDojoEnv(_thm(), tactic_timeout=7) as e:
+        out = e.run_tac("⊢ p ∧ q", "slow")
+        assert isinstance(out, LeanError) and "timed out" in out.message
+        # The old session would now answer ProofFinished to anything; a fresh one answers truthfully.
+        assert e.run_tac("⊢ p ∧ q", "bogus") == LeanError("unknown tactic")
+        assert e.restarts == 1
+    inits = [c for c in fake_dojo["calls"] if c[0] == "init"]
+    exits = [c for c in fake_dojo["calls"] if c == ("exit",)]
+    assert len(inits) == 2 and len(exits) == 2
+
+
+def test_after_a_restart_states_are_rebuilt_by_replaying_their_path(fake_dojo):
+    fake_dojo["script"].update(SCRIPT)
+    with LeanDojoEnv(_thm()) as e:
+        assert e.run_tac("⊢ p ∧ q", "constructor") == Progress("⊢ p\n\n⊢ q")
+        e.run_tac("⊢ p ∧ q", "slow")
+        assert e.run_tac("⊢ p\n\n⊢ q", "exact ⟨hp, hq⟩") == Proved()
+    runs = [c[2] for c in fake_dojo["calls"] if c[0] == "run"]
+    assert runs == ["constructor", "slow", "constructor", "exact ⟨hp, hq⟩"]
+
+
+def test_repeated_timeouts_end_the_theorem(fake_dojo):
+    fake_dojo["script"].update(SCRIPT)
+    gen = Gen({"⊢ p ∧ q": [("slow", -0.1)]})
+    cfg = ProverConfig(max_expansions=8)
+    env = LeanDojoEnv(_thm())
+    env.max_restarts = 0
+    r = best_first_search(_thm(), env, gen, cfg)
+    assert not r.proved and r.stop_reason == "error" and "time-outs" in r.error
+
+
+def test_lean_label_only_after_the_whole_proof_is_checked(fake_dojo):
+    fake_dojo["script"].update(SCRIPT)
+    gen = Gen({"⊢ p ∧ q": [("bogus", -0.1), ("constructor", -0.2)], "⊢ p\n\n⊢ q": [("exact ⟨hp, hq⟩", -0.1)]})
     r = best_first_search(_thm(), LeanDojoEnv(_thm()), gen, ProverConfig())
-    assert r.proved and r.checked_by == "lean" and r.proof == ["constructor", "exact ⟨hp, hq⟩"] and r.lean_errors == 1
+    assert r.proved and r.checked_by == "lean" and r.proof == ["constructor", "exact ⟨hp, hq⟩"]
+    assert fake_dojo["checked"] == [("Demo.t", "by\n  constructor\n  exact ⟨hp, hq⟩")]
+    fake_dojo["verdict"] = False
+    r = best_first_search(_thm(), LeanDojoEnv(_thm()), gen, ProverConfig())
+    assert not r.proved and r.stop_reason == "check_failed" and "rejected" in r.error
 
 
-def test_leandojo_crash_ends_search_and_init_error_is_reported(monkeypatch):
-    calls: list = []
-    monkeypatch.setitem(sys.modules, "lean_dojo", _fake_lean_dojo({("⊢ p ∧ q", "boom"): "crash"}, calls))
+def test_crash_ends_search_and_init_errors_are_one_line(fake_dojo, monkeypatch):
+    fake_dojo["script"][("⊢ p ∧ q", "boom")] = "crash"
     r = best_first_search(_thm(), LeanDojoEnv(_thm()), Gen({"⊢ p ∧ q": [("boom", 0.0)]}), ProverConfig())
-    assert not r.proved and r.stop_reason == "error" and "crashed" in r.error and calls[-1] == ("exit",)
+    assert not r.proved and r.stop_reason == "error" and "crashed" in r.error and fake_dojo["calls"][-1] == ("exit",)
     with pytest.raises(EnvInitError):
         with LeanDojoEnv(_thm("broken")):
             pass
 
+    class RateLimited(Exception):
+        status = 403
+
+    def no_repo(url, commit):
+        raise RateLimited("API rate limit exceeded for 1.2.3.4")
+
+    monkeypatch.setattr(ld, "LeanGitRepo", no_repo)
+    r = best_first_search(_thm(), LeanDojoEnv(_thm()), Gen({}), ProverConfig())
+    assert r.stop_reason == "error" and "GITHUB_ACCESS_TOKEN" in r.error and "\n" not in r.error
+
+
+def test_search_clock_starts_after_entering(fake_dojo):
+    """A slow start-up must not eat the theorem's wall-clock budget."""
+    fake_dojo["script"].update(SCRIPT)
+    ticks = iter([0.0, 1000.0] + [1000.0 + i * 0.001 for i in range(100)])
+    gen = Gen({"⊢ p ∧ q": [("constructor", -0.2)], "⊢ p\n\n⊢ q": [("exact ⟨hp, hq⟩", -0.1)]})
+    r = best_first_search(_thm(), LeanDojoEnv(_thm()), gen, ProverConfig(timeout=5), clock=lambda: next(ticks))
+    assert r.proved and r.startup_seconds == 1000.0 and r.seconds < 5
+
 
 def test_missing_lean_dojo_says_how_to_install(monkeypatch):
+    import sys
+
     monkeypatch.setitem(sys.modules, "lean_dojo", None)
     with pytest.raises(InputError, match=r"lifelean\[lean\]"):
         with LeanDojoEnv(_thm()):
             pass
 
 
+def test_backend_follows_the_lean_version():
+    assert choose_lean_backend("auto", "v4.9.0") == "leandojo"
+    assert choose_lean_backend("auto", "v4.19.0") == "lean-interact"
+    assert choose_lean_backend("auto", None) == "lean-interact"
+    assert choose_lean_backend("leandojo", "v4.20.0") == "leandojo"
+    with pytest.raises(InputError):
+        choose_lean_backend("coq", None)
+    assert proof_block(["intro h", "exact\n h"]) == "by\n  intro h\n  exact\n   h"
+
+
 @pytest.mark.lean
 def test_leandojo_env_for_real():
-    """LeanDojo's own example repository (needs lean_dojo, elan, network for the first trace)."""
-    pytest.importorskip("lean_dojo")
+    """LeanDojo's own example repository (needs elan, network for the first trace)."""
     thm = Theorem("https://github.com/yangky11/lean4-example", "7b6ecb9ad4829e4e73600a3329baeb3b5df8d23f",
                   "Lean4Example.lean", "hello_world", Pos(1, 1), Pos(1, 1))
     with LeanDojoEnv(thm, tactic_timeout=60) as env:
         assert "⊢" in env.initial_state
         assert env.run_tac(env.initial_state, "rw [add_assoc, add_comm b, ←add_assoc]") == Proved()
         assert isinstance(env.run_tac(env.initial_state, "exact nonsense_lemma"), LeanError)
+        assert env.check_proof(["rw [add_assoc, add_comm b, ←add_assoc]"]) is None
     assert normalize(" a ") == "a"

@@ -39,8 +39,10 @@ def test_export_writes_an_applicable_patch(tmp_path):
     src = tmp_path / "src"
     (src / "Demo").mkdir(parents=True)
     (src / "Demo" / "A.lean").write_text(SOURCE)
+    checked = []
     patches = export_patches([(_thm("one", 3, 3), ["exact ⟨hp, hq⟩"]), (_thm("two", 5, 6), ["simp"])], src,
-                             tmp_path / "out")
+                             tmp_path / "out", check=lambda t, p: checked.append((t.full_name, list(p))))
+    assert checked == [("one", ["exact ⟨hp, hq⟩"]), ("two", ["simp"])]     # every proof re-checked first
     assert len(patches) == 1 and patches[0].path.name == "Demo__A.lean.patch"
     diff = patches[0].path.read_text()
     assert diff.startswith("--- a/Demo/A.lean\n+++ b/Demo/A.lean")
@@ -51,4 +53,48 @@ def test_export_writes_an_applicable_patch(tmp_path):
     patched = (work / "Demo" / "A.lean").read_text()
     assert "sorry" not in patched and "exact ⟨hp, hq⟩" in patched and "  simp\n" in patched
     with pytest.raises(InputError, match="Lean source not found"):
-        export_patches([(_thm("one", 3, 3), ["simp"])], tmp_path / "nowhere", tmp_path / "out2")
+        export_patches([(_thm("one", 3, 3), ["simp"])], tmp_path / "nowhere", tmp_path / "out2", check=_accept)
+
+
+def _accept(thm, proof):
+    return None
+
+
+def _at(thm: Theorem, file_path: str) -> Theorem:
+    return Theorem(thm.url, thm.commit, file_path, thm.full_name, thm.start, thm.end, None, thm.tactics, None)
+
+
+def test_export_refuses_a_proof_that_fails_the_recheck(tmp_path):
+    src = tmp_path / "src"
+    (src / "Demo").mkdir(parents=True)
+    (src / "Demo" / "A.lean").write_text(SOURCE)
+    with pytest.raises(InputError, match="re-check by Lean failed"):
+        export_patches([(_thm("one", 3, 3), ["simp"])], src, tmp_path / "out", check=lambda t, p: "type mismatch")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_without_lean_is_one_line(tmp_path):
+    src = tmp_path / "src"
+    (src / "Demo").mkdir(parents=True)
+    (src / "Demo" / "A.lean").write_text(SOURCE)
+    with pytest.raises(InputError) as err:
+        export_patches([(_thm("one", 3, 3), ["simp"])], src, tmp_path / "out")   # default: Lean re-checks
+    assert "re-check" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["/etc/passwd.lean", "../outside/A.lean", "Demo/../../x.lean"])
+def test_export_stays_inside_the_checkout(tmp_path, bad):
+    src = tmp_path / "src"
+    (src / "Demo").mkdir(parents=True)
+    with pytest.raises(InputError, match="outside the checkout"):
+        export_patches([(_at(_thm("one", 3, 3), bad), ["simp"])], src, tmp_path / "out", check=_accept)
+
+
+def test_export_refuses_symlinks_leaving_the_checkout(tmp_path):
+    src, elsewhere = tmp_path / "src", tmp_path / "elsewhere"
+    src.mkdir()
+    (elsewhere / "Demo").mkdir(parents=True)
+    (elsewhere / "Demo" / "A.lean").write_text(SOURCE)
+    (src / "Demo").symlink_to(elsewhere / "Demo")
+    with pytest.raises(InputError, match="outside the checkout"):
+        export_patches([(_thm("one", 3, 3), ["simp"])], src, tmp_path / "out", check=_accept)

@@ -259,4 +259,4 @@ def test_vllm_unreachable_server_is_a_user_error():
     from provers.generators.vllm import ServerBackend
 
     with pytest.raises(InputError, match="vllm serve"):
-        ServerBackend("http://127.0.0.1:9/v1", timeout=2)
+        ServerBackend("http://127.0.0.1:9/v1", timeout=2, retries=0)

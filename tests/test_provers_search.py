@@ -109,10 +109,61 @@ def test_repository_table_answers_states_of_other_proofs():
     assert best_first_search(t, ReplayEnv(t), gen, CFG).proof == ["constructor", "exact hq"]
 
 
-def test_theorem_without_trace_is_an_error_result_not_a_crash():
+def test_theorem_without_trace_is_a_not_replayable_result_not_a_crash():
     t = thm("X", [])
     r = best_first_search(t, ReplayEnv(t), TableGenerator({}), CFG)
-    assert not r.proved and r.stop_reason == "error" and "no recorded tactic trace" in r.error
+    assert not r.proved and r.stop_reason == "not_replayable" and "no recorded tactic trace" in r.error
+
+
+def _sample_theorem(b4_sample, name):
+    from curriculum.lean_data import load_dataset
+
+    return next(t for t in load_dataset(b4_sample).theorems if t.full_name == name)
+
+
+def test_replay_never_proves_from_a_traced_sub_goal(b4_sample):
+    """List.mem_dedup's trace starts at `case refine_2` (a `refine ... ?_` proof with nested `by` blocks):
+    closing that sub-goal, with a `this` only it has, is not a proof of the theorem."""
+    from provers.env import replay_provable, replay_unprovable_reason
+
+    t = _sample_theorem(b4_sample, "List.mem_dedup")
+    assert t.tactics[0].state_before.startswith("case refine_2")
+    assert not replay_provable(t) and "case refine_2" in replay_unprovable_reason(t)
+    recorded = TableGenerator({t.tactics[0].state_before: [(t.tactics[0].tactic, -0.1)]})
+    r = best_first_search(t, ReplayEnv(t), recorded, CFG)
+    assert not r.proved and r.stop_reason == "not_replayable" and r.expansions == 0 and r.proof == []
+
+
+def test_sample_theorems_starting_at_their_own_goal_stay_replayable(b4_sample):
+    from curriculum.lean_data import load_dataset
+    from provers.env import replay_provable
+
+    theorems = [t for t in load_dataset(b4_sample).theorems if t.tactics]
+    ok = [t for t in theorems if replay_provable(t)]
+    assert len(ok) > len(theorems) // 2
+    assert all(not t.tactics[0].state_before.startswith("case ") for t in ok)
+
+
+def test_replay_check_of_the_whole_proof():
+    t = thm("C", [step("a", "⊢ A", "⊢ B"), step("b", "⊢ B", "no goals")])
+    with ReplayEnv(t) as env:
+        assert env.check_proof(["a", "b"]) is None
+        assert env.check_proof(["b"]) is not None and env.check_proof(["a"]) == "the proof leaves goals open"
+
+
+def test_a_generator_failure_ends_only_its_theorem():
+    class Broken:
+        name = "broken"
+
+        def reset(self, seed):
+            pass
+
+        def generate(self, state, n, theorem=None):
+            raise ConnectionError("server went away")
+
+    t = thm("G", [step("a", "A", "no goals")])
+    r = best_first_search(t, ReplayEnv(t), Broken(), CFG)
+    assert not r.proved and r.stop_reason == "error" and "server went away" in r.error
 
 
 def test_record_has_contract_fields():
