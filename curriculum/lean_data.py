@@ -8,9 +8,12 @@ corpora are kept rather than papered over: premise `code` may be empty, and a fi
 from __future__ import annotations
 
 import json
+import re
+import stat
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from common.errors import DataError
 
@@ -197,88 +200,194 @@ class Repository:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any], source: str = "<repository>") -> "Repository":
-        theorems = tuple(
-            parse_theorem(rec, source, i, split=rec.get("split")) for i, rec in enumerate(obj["theorems"], 1)
-        )
-        files = tuple(parse_premise_file(rec, source, i) for i, rec in enumerate(obj["corpus"], 1))
+    def from_json(cls, obj: Any, source: str = "<repository>") -> "Repository":
+        """Inverse of :meth:`to_json`, validating like the loaders: anything malformed is a DataError."""
+        if not isinstance(obj, dict):
+            raise DataError(source, f"expected a JSON object (a repository), got {type(obj).__name__}")
+        theorems_raw = _req(obj, "theorems", list, source, None, "a list of theorem records")
+        corpus_raw = _req(obj, "corpus", list, source, None, "a list of premise files")
+        located = [(parse_theorem(rec, source, i, split=_split_of(rec, source, i)), source, i)
+                   for i, rec in enumerate(theorems_raw, 1)]
+        files = [(parse_premise_file(rec, source, i), source, i) for i, rec in enumerate(corpus_raw, 1)]
+        check_unique(located, files)
+        lean_version = obj.get("lean_version")
+        if lean_version is not None and not isinstance(lean_version, str):
+            raise DataError(source, f"expected a string, got {type(lean_version).__name__}", field="lean_version")
+        deps = obj.get("dependencies", [])
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise DataError(source, "expected a list of repository names", field="dependencies")
         return cls(
-            url=obj["url"],
-            commit=obj["commit"],
-            name=obj["name"],
-            lean_version=obj.get("lean_version"),
-            theorems=theorems,
-            premise_files=files,
-            dependencies=tuple(obj.get("dependencies", ())),
+            url=_name(obj, "url", source, None, "url"),
+            commit=_name(obj, "commit", source, None, "commit"),
+            name=_name(obj, "name", source, None, "name"),
+            lean_version=lean_version,
+            theorems=tuple(t for t, _, _ in located),
+            premise_files=tuple(pf for pf, _, _ in files),
+            dependencies=tuple(deps),
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Limits: far above anything real, low enough that a hostile file fails with a message instead of
+# exhausting memory or overflowing a 64-bit column later (chromadb metadata, SQLite).
+# Measured on ../shared/data/leandojo_b4_sample (630 theorems, 823 premises): largest file 580,656 bytes
+# (random/train.json), largest record 34,459 bytes, largest corpus line 2,075 bytes, longest proof state
+# 1,615 bytes, longest tactic 368 bytes, longest full_name 73 and path 74 characters, largest line number
+# 3,564 and column 101. Each limit below is at least 1,000 times the sample's maximum.
+
+MAX_FILE_BYTES = 8 << 30          # one input file (a whole benchmark split or corpus fits)
+MAX_RECORD_BYTES = 256 << 20      # one JSONL line
+MAX_TEXT_CHARS = 4 << 20          # one proof state, tactic, statement or premise code
+MAX_NAME_CHARS = 4096             # a declaration name, url, commit, kind or file path (PATH_MAX)
+MAX_POSITION = 10_000_000         # a line or column number
 
 
 # ----------------------------------------------------------------------------------------------
 # Parsing with errors that name the file, the record and the field.
 
 
-def _req(rec: dict[str, Any], key: str, tp: type | tuple[type, ...], path: object, n: int, what: str) -> Any:
+def _req(rec: dict[str, Any], key: str, tp: type | tuple[type, ...], path: object, n: int | None, what: str,
+         field: str | None = None) -> Any:
     if key not in rec:
-        raise DataError(path, f"missing (expected {what})", record=n, field=key)
+        raise DataError(path, f"missing (expected {what})", record=n, field=field or key)
     value = rec[key]
     if not isinstance(value, tp) or isinstance(value, bool) and tp is not bool:
-        raise DataError(path, f"expected {what}, got {type(value).__name__}", record=n, field=key)
+        raise DataError(path, f"expected {what}, got {type(value).__name__}", record=n, field=field or key)
     return value
 
 
-def _pos(value: Any, path: object, n: int, key: str) -> Pos:
+def _text(rec: dict[str, Any], key: str, path: object, n: int | None, field: str, optional: bool = False,
+          default: str = "") -> str:
+    """A free-text field (state, tactic, code): a string of at most MAX_TEXT_CHARS characters."""
+    if optional and key not in rec:
+        return default
+    value = _req(rec, key, str, path, n, "a string", field)
+    if len(value) > MAX_TEXT_CHARS:
+        raise DataError(path, f"too large to be real: {len(value):,} characters "
+                        f"(expected at most {MAX_TEXT_CHARS:,})", record=n, field=field)
+    return value
+
+
+def _name_problem(value: str) -> str | None:
+    if not value.strip():
+        return "expected a non-empty name"
+    if "\x00" in value:
+        return "expected a name without NUL characters"
+    if len(value) > MAX_NAME_CHARS:
+        return f"too long to be real: {len(value):,} characters (expected at most {MAX_NAME_CHARS:,})"
+    return None
+
+
+def _name(rec: dict[str, Any], key: str, path: object, n: int | None, field: str) -> str:
+    """A declaration name (or url, commit, kind): non-empty, no NUL, at most MAX_NAME_CHARS."""
+    value = _req(rec, key, str, path, n, "a non-empty string", field)
+    problem = _name_problem(value)
+    if problem:
+        raise DataError(path, f"{problem}, got {_short(value)}", record=n, field=field)
+    return value
+
+
+def _short(value: str) -> str:
+    return repr(value) if len(value) <= 80 else repr(value[:60]) + f"... ({len(value):,} characters)"
+
+
+@lru_cache(maxsize=1 << 16)
+def path_problem(value: str) -> str | None:
+    """Why `value` is not a normalised relative POSIX path that stays inside its repository (None: fine).
+
+    `file_path`/`path`/`def_path` later decide which files accessibility reads and where `prove --export`
+    writes, so absolute paths, `..`, Windows drives and separators, NUL bytes and `.`/empty components are
+    refused rather than normalised.
+    """
+    if not value:
+        return "it is empty"
+    if "\x00" in value:
+        return "it contains a NUL byte"
+    if len(value) > MAX_NAME_CHARS:
+        return f"it is too long ({len(value):,} characters, at most {MAX_NAME_CHARS:,})"
+    if "\\" in value:
+        return "it contains a backslash (a Windows separator)"
+    if value.startswith("/"):
+        return "it is absolute"
+    if len(value) >= 2 and value[1] == ":" and value[0].isascii() and value[0].isalpha():
+        return "it starts with a Windows drive letter"
+    parts = value.split("/")
+    if ".." in parts:
+        return "it leaves the repository ('..')"
+    if "" in parts or "." in parts:
+        return "it is not normalised (empty or '.' component)"
+    return None
+
+
+def _path(rec: dict[str, Any], key: str, path: object, n: int | None, field: str) -> str:
+    value = _req(rec, key, str, path, n, "a relative path inside the repository", field)
+    problem = path_problem(value)
+    if problem:
+        raise DataError(path, f"expected a relative path inside the repository (like Mathlib/Data/Nat/Basic.lean), "
+                        f"got {_short(value)}: {problem}", record=n, field=field)
+    return value
+
+
+def _pos(value: Any, path: object, n: int | None, key: str) -> Pos:
     if (
-        not isinstance(value, (list, tuple))
+        type(value) is not list
         or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or type(value[0]) is not int
+        or type(value[1]) is not int
+        or not (0 <= value[0] <= MAX_POSITION and 0 <= value[1] <= MAX_POSITION)
     ):
-        raise DataError(path, f"expected [line, column] integers, got {value!r}", record=n, field=key)
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:60] + "..."
+        raise DataError(path, f"expected [line, column] of non-negative integers (at most {MAX_POSITION:,}), "
+                        f"got {shown}", record=n, field=key)
     return Pos(value[0], value[1])
 
 
-def _parse_annotation(obj: Any, path: object, n: int, key: str) -> Annotation:
+def _parse_annotation(obj: Any, path: object, n: int | None, key: str) -> Annotation:
     if not isinstance(obj, dict):
-        raise DataError(path, "expected an annotation object", record=n, field=key)
+        raise DataError(path, f"expected an annotation object, got {type(obj).__name__}", record=n, field=key)
     return Annotation(
-        full_name=_req(obj, "full_name", str, path, n, "a string"),
-        def_path=_req(obj, "def_path", str, path, n, "a string"),
+        full_name=_name(obj, "full_name", path, n, f"{key}.full_name"),
+        def_path=_path(obj, "def_path", path, n, f"{key}.def_path"),
         def_pos=_pos(obj.get("def_pos"), path, n, f"{key}.def_pos"),
         def_end_pos=_pos(obj.get("def_end_pos"), path, n, f"{key}.def_end_pos"),
     )
 
 
-def _parse_tactic(obj: Any, path: object, n: int, idx: int) -> TracedTactic:
+def _parse_tactic(obj: Any, path: object, n: int | None, idx: int) -> TracedTactic:
     key = f"traced_tactics[{idx}]"
     if not isinstance(obj, dict):
-        raise DataError(path, "expected a tactic object", record=n, field=key)
-    tactic = _req(obj, "tactic", str, path, n, "a string")
-    state_before = _req(obj, "state_before", str, path, n, "a string")
-    state_after = _req(obj, "state_after", str, path, n, "a string")
+        raise DataError(path, f"expected a tactic object, got {type(obj).__name__}", record=n, field=key)
+    tactic = _text(obj, "tactic", path, n, f"{key}.tactic")
+    state_before = _text(obj, "state_before", path, n, f"{key}.state_before")
+    state_after = _text(obj, "state_after", path, n, f"{key}.state_after")
     annotated, annotations = tactic, ()
     raw = obj.get("annotated_tactic")
     if raw is not None:
         if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str) and isinstance(raw[1], list)):
             raise DataError(path, "expected [text, [annotations]]", record=n, field=f"{key}.annotated_tactic")
         annotated = raw[0]
+        if len(annotated) > MAX_TEXT_CHARS:
+            raise DataError(path, f"too large to be real: {len(annotated):,} characters (expected at most "
+                            f"{MAX_TEXT_CHARS:,})", record=n, field=f"{key}.annotated_tactic")
         annotations = tuple(
             _parse_annotation(a, path, n, f"{key}.annotated_tactic[1][{j}]") for j, a in enumerate(raw[1])
         )
     return TracedTactic(tactic, annotated, annotations, state_before, state_after)
 
 
-def parse_theorem(rec: Any, path: object, n: int, split: str | None = None) -> Theorem:
+def parse_theorem(rec: Any, path: object, n: int | None, split: str | None = None) -> Theorem:
     """One theorem record (LeanDojo export format); `n` is its 1-based record number for errors."""
     if not isinstance(rec, dict):
         raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", record=n)
     tactics_raw = _req(rec, "traced_tactics", list, path, n, "a list of tactics")
     statement = rec.get("theorem_statement")
-    if statement is not None and not isinstance(statement, str):
-        raise DataError(path, "expected a string", record=n, field="theorem_statement")
+    if statement is not None:
+        statement = _text(rec, "theorem_statement", path, n, "theorem_statement")
     return Theorem(
-        url=_req(rec, "url", str, path, n, "a string"),
-        commit=_req(rec, "commit", str, path, n, "a string"),
-        file_path=_req(rec, "file_path", str, path, n, "a string"),
-        full_name=_req(rec, "full_name", str, path, n, "a string"),
+        url=_name(rec, "url", path, n, "url"),
+        commit=_name(rec, "commit", path, n, "commit"),
+        file_path=_path(rec, "file_path", path, n, "file_path"),
+        full_name=_name(rec, "full_name", path, n, "full_name"),
         start=_pos(_req(rec, "start", list, path, n, "[line, column]"), path, n, "start"),
         end=_pos(_req(rec, "end", list, path, n, "[line, column]"), path, n, "end"),
         statement=statement,
@@ -287,30 +396,47 @@ def parse_theorem(rec: Any, path: object, n: int, split: str | None = None) -> T
     )
 
 
+def _split_of(rec: Any, path: object, n: int) -> str | None:
+    """The optional `split` key of a `theorems.jsonl` (or workspace) record."""
+    split = rec.get("split") if isinstance(rec, dict) else None
+    if split is not None and split not in SPLITS:
+        shown = repr(split) if len(repr(split)) <= 80 else type(split).__name__
+        raise DataError(path, f"expected one of {', '.join(SPLITS)}, got {shown}", record=n, field="split")
+    return split
+
+
 def parse_premise_file(rec: Any, path: object, n: int) -> PremiseFile:
     """One `corpus.jsonl` line. A missing `imports` key stays `None` (unknown), never `()`."""
     if not isinstance(rec, dict):
         raise DataError(path, f"expected a JSON object, got {type(rec).__name__}", record=n)
-    file_path = _req(rec, "path", str, path, n, "a string")
+    file_path = _path(rec, "path", path, n, "path")
     imports = rec.get("imports")
-    if imports is not None and not (isinstance(imports, list) and all(isinstance(i, str) for i in imports)):
-        raise DataError(path, "expected a list of file paths", record=n, field="imports")
+    if imports is not None:
+        if not isinstance(imports, list):
+            raise DataError(path, f"expected a list of file paths, got {type(imports).__name__}", record=n,
+                            field="imports")
+        for j, imp in enumerate(imports):
+            if not isinstance(imp, str) or path_problem(imp):
+                problem = path_problem(imp) if isinstance(imp, str) else f"got {type(imp).__name__}"
+                raise DataError(path, f"expected a relative path inside the repository: {problem}", record=n,
+                                field=f"imports[{j}]")
     premises_raw = _req(rec, "premises", list, path, n, "a list of premises")
     premises = []
+    names: set[str] = set()
     for j, p in enumerate(premises_raw):
         key = f"premises[{j}]"
         if not isinstance(p, dict):
-            raise DataError(path, "expected a premise object", record=n, field=key)
-        code = p.get("code", "")
-        kind = p.get("kind", "unknown")
-        if not isinstance(code, str):
-            raise DataError(path, "expected a string", record=n, field=f"{key}.code")
-        if not isinstance(kind, str):
-            raise DataError(path, "expected a string", record=n, field=f"{key}.kind")
+            raise DataError(path, f"expected a premise object, got {type(p).__name__}", record=n, field=key)
+        full_name = _name(p, "full_name", path, n, f"{key}.full_name")
+        if full_name in names:
+            raise DataError(path, f"duplicate premise {_short(full_name)} in file {file_path}", record=n,
+                            field=f"{key}.full_name")
+        names.add(full_name)
+        kind = _name(p, "kind", path, n, f"{key}.kind") if "kind" in p else "unknown"
         premises.append(
             Premise(
-                full_name=_req(p, "full_name", str, path, n, "a string"),
-                code=code,
+                full_name=full_name,
+                code=_text(p, "code", path, n, f"{key}.code", optional=True),
                 path=file_path,
                 start=_pos(p.get("start"), path, n, f"{key}.start"),
                 end=_pos(p.get("end"), path, n, f"{key}.end"),
@@ -320,31 +446,172 @@ def parse_premise_file(rec: Any, path: object, n: int) -> PremiseFile:
     return PremiseFile(file_path, tuple(imports) if imports is not None else None, tuple(premises))
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """Stream `(line number, parsed JSON)` from a JSONL file; blank lines are skipped."""
-    with path.open("r", encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"invalid JSON ({exc.msg} at column {exc.colno})", record=n) from None
+def check_unique(theorems: Iterable[tuple[Theorem, object, int]], premise_files: Iterable[tuple[PremiseFile, object, int]] = ()) -> None:
+    """Refuse a theorem name seen twice, and a corpus file listed twice.
+
+    Lean gives each declaration of an environment one name, and lifelean identifies theorems by it
+    (`prove --theorem NAME`, the memory bank, proofs.jsonl), so two records with one `full_name` are a
+    duplicated record (same split) or, across splits, a held-out theorem that is also training data
+    (leakage, which would inflate every score): both are refused, naming both records.
+    Premise names repeated across *different* files are allowed (two files that are never imported
+    together may declare the same name; the premise store keeps one per name).
+    """
+    seen: dict[str, tuple[str | None, object, int]] = {}
+    for t, path, n in theorems:
+        other = seen.get(t.full_name)
+        if other is None:
+            seen[t.full_name] = (t.split, path, n)
+            continue
+        o_split, o_path, o_n = other
+        where = f"record {o_n}" + (f" of {o_path}" if o_path != path else "")
+        if o_split != t.split:
+            raise DataError(path, f"theorem {_short(t.full_name)} of split '{t.split}' is also in split "
+                            f"'{o_split}' ({where}): a held-out theorem must not be training data (leakage)",
+                            record=n, field="full_name")
+        raise DataError(path, f"duplicate theorem {_short(t.full_name)} (also {where}); each theorem must appear once",
+                        record=n, field="full_name")
+    files: dict[str, tuple[object, int]] = {}
+    for pf, path, n in premise_files:
+        if pf.path in files:
+            o_path, o_n = files[pf.path]
+            raise DataError(path, f"duplicate file {_short(pf.path)} (also record {o_n}); each file must appear once",
+                            record=n, field="path")
+        files[pf.path] = (path, n)
 
 
-def _iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
-    """Records of a JSON array file, released one by one so the raw list and the dataclasses never coexist."""
+# ----------------------------------------------------------------------------------------------
+# Reading files: sizes, encodings and JSON, each failure one DataError line.
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_NEWLINE = b"\n"
+
+
+def _decode(data: bytes, path: object, n: int | None, line_of_offset: bool = False) -> str:
+    """UTF-8 text of `data` (a UTF-8 byte-order mark at the start of a file is tolerated)."""
     try:
-        with path.open("r", encoding="utf-8") as handle:
-            raw = json.load(handle)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise DataError(path, "expected UTF-8 text, found UTF-16 (byte-order mark); save the file as UTF-8",
+                            record=n) from None
+        where = f" at line {data.count(_NEWLINE, 0, exc.start) + 1}" if line_of_offset else ""
+        raise DataError(path, f"expected UTF-8 text, found byte 0x{data[exc.start]:02x}{where} "
+                        f"(byte {exc.start}); save the file as UTF-8", record=n) from None
+
+
+def _loads(text: str, path: object, n: int | None) -> Any:
+    """Parse JSON text; every way it can fail (syntax, nesting, absurd numbers, lone surrogates) is a DataError."""
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(path, f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not UTF-8 text") from None
+        hint = "; expected UTF-8 text, found NUL bytes (UTF-16 without a byte-order mark?)" if "\x00" in text else ""
+        where = f"line {exc.lineno}, column {exc.colno}" if n is None else f"column {exc.colno}"
+        raise DataError(path, f"invalid JSON ({exc.msg} at {where}){hint}", record=n) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise DataError(path, f"invalid JSON value ({str(exc).splitlines()[0][:120]})", record=n) from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON: nested too deeply to be a real record", record=n) from None
+    if _SURROGATE_ESCAPE.search(text):
+        _check_encodable(obj, path, n)
+    return obj
+
+
+def _check_encodable(obj: Any, path: object, n: int | None) -> None:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(path, "expected Unicode text, found a lone UTF-16 surrogate (a \\ud800-\\udfff escape)",
+                        record=n) from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON: nested too deeply to be a real record", record=n) from None
+
+
+def check_input_file(path: Path, root: Path | None = None, limit: int | None = None) -> int:
+    """A regular file (after symlinks) inside `root` (when given) of at most `limit` bytes; returns its size."""
+    limit = MAX_FILE_BYTES if limit is None else limit
+    if root is not None:
+        real, real_root = path.resolve(), root.resolve()
+        if real != real_root and real_root not in real.parents:
+            raise DataError(path, f"is a symbolic link to {real}, outside the dataset directory {root}; "
+                            "expected a file inside it")
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise DataError(path, f"expected a regular file ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(path, "expected a regular file")
+    if st.st_size > limit:
+        raise DataError(path, f"too large to be real: {st.st_size:,} bytes (expected at most {limit:,})")
+    return st.st_size
+
+
+def iter_jsonl(path: Path, root: Path | None = None) -> Iterator[tuple[int, Any]]:
+    """Stream `(line number, parsed JSON)` from a JSONL file; blank lines are skipped."""
+    path = Path(path)
+    check_input_file(path, root)
+    limit = MAX_RECORD_BYTES
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+    with handle:
+        n = 0
+        while True:
+            raw = handle.readline(limit + 1)
+            if not raw:
+                return
+            n += 1
+            if len(raw) > limit:
+                raise DataError(path, f"too large to be real: a line of more than {limit:,} bytes", record=n)
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            text = _decode(raw, path, n)
+            if not text.strip():
+                continue
+            yield n, _loads(text, path, n)
+
+
+def _read_json(path: Path, root: Path | None) -> tuple[Any, bool]:
+    """A whole UTF-8 JSON file, and whether its text has a surrogate escape (a lone one is checked later)."""
+    path = Path(path)
+    check_input_file(path, root)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    text = _decode(data, path, None, line_of_offset=True)
+    del data
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = "; expected UTF-8 text, found NUL bytes (UTF-16 without a byte-order mark?)" if "\x00" in text else ""
+        raise DataError(path, f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}){hint}") from None
+    except ValueError as exc:
+        raise DataError(path, f"invalid JSON value ({str(exc).splitlines()[0][:120]})") from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON: nested too deeply to be a real file") from None
+    return obj, _SURROGATE_ESCAPE.search(text) is not None
+
+
+def read_json_file(path: Path, root: Path | None = None) -> Any:
+    """A whole (UTF-8) JSON file, with the checks of :func:`check_input_file`; every failure is a DataError."""
+    obj, suspicious = _read_json(path, root)
+    if suspicious:
+        _check_encodable(obj, path, None)
+    return obj
+
+
+def _iter_json_array(path: Path, root: Path | None = None) -> Iterator[tuple[int, Any]]:
+    """Records of a JSON array file, released one by one so the raw list and the dataclasses never coexist."""
+    raw, suspicious = _read_json(path, root)
     if not isinstance(raw, list):
         raise DataError(path, f"expected a JSON array of theorem records, got {type(raw).__name__}")
     for i in range(len(raw)):
         rec, raw[i] = raw[i], None
+        if suspicious:  # lone surrogates can only come from \u escapes: only then is each record checked
+            _check_encodable(rec, path, i + 1)
         yield i + 1, rec
     raw.clear()
 
@@ -364,15 +631,20 @@ class Dataset:
     traced_files: tuple[str, ...] = ()
 
 
+def _present(path: Path) -> bool:
+    """The path exists, or is a (possibly dangling) symlink: either way the loader must look at it."""
+    return path.is_symlink() or path.exists()
+
+
 def detect_layout(root: Path) -> str:
     """`leandojo` (random/ or novel_premises/ splits) or `jsonl` (theorems.jsonl); else a DataError."""
     if not root.exists():
         raise DataError(root, "no such file or directory")
     if not root.is_dir():
         raise DataError(root, "expected a directory (a LeanDojo export or a folder with theorems.jsonl)")
-    if any((root / s / f"{sp}.json").is_file() for s in ("random", "novel_premises") for sp in SPLITS):
+    if any(_present(root / s / f"{sp}.json") for s in ("random", "novel_premises") for sp in SPLITS):
         return "leandojo"
-    if (root / "theorems.jsonl").is_file():
+    if _present(root / "theorems.jsonl"):
         return "jsonl"
     raise DataError(
         root,
@@ -380,51 +652,54 @@ def detect_layout(root: Path) -> str:
     )
 
 
-def load_corpus(path: Path) -> tuple[PremiseFile, ...]:
-    if not path.exists():
+def load_corpus(path: Path, root: Path | None = None) -> tuple[PremiseFile, ...]:
+    """Premise files of a `corpus.jsonl` (none if it is absent), each file listed once."""
+    if not _present(path):
         return ()
-    return tuple(parse_premise_file(rec, path, n) for n, rec in iter_jsonl(path))
+    located = [(parse_premise_file(rec, path, n), path, n) for n, rec in iter_jsonl(path, root)]
+    check_unique((), located)
+    return tuple(pf for pf, _, _ in located)
 
 
 def load_dataset(root: str | Path, split_strategy: str = "random") -> Dataset:
-    """Read a LeanDojo export directory or a `theorems.jsonl` directory, validating every record."""
+    """Read a LeanDojo export directory or a `theorems.jsonl` directory, validating every record.
+
+    Every file read must lie inside `root` after symlinks are followed; nothing is written.
+    """
     root = Path(root)
     layout = detect_layout(root)
-    theorems: list[Theorem] = []
+    located: list[tuple[Theorem, Path, int]] = []
     if layout == "leandojo":
         split_dir = root / split_strategy
         if not split_dir.is_dir():
             split_dir = root / ("novel_premises" if split_strategy == "random" else "random")
         for split in SPLITS:
             f = split_dir / f"{split}.json"
-            if f.is_file():
-                theorems.extend(parse_theorem(rec, f, n, split=split) for n, rec in _iter_json_array(f))
+            if _present(f):
+                located.extend((parse_theorem(rec, f, n, split=split), f, n) for n, rec in _iter_json_array(f, root))
     else:
         f = root / "theorems.jsonl"
-        for n, rec in iter_jsonl(f):
-            split = rec.get("split") if isinstance(rec, dict) else None
-            if split is not None and split not in SPLITS:
-                raise DataError(f, f"expected one of {', '.join(SPLITS)}, got {split!r}", record=n, field="split")
-            theorems.append(parse_theorem(rec, f, n, split=split))
-    if not theorems:
+        for n, rec in iter_jsonl(f, root):
+            located.append((parse_theorem(rec, f, n, split=_split_of(rec, f, n)), f, n))
+    if not located:
         raise DataError(root, "empty dataset: no theorem records")
+    check_unique(located)
+    theorems = tuple(t for t, _, _ in located)
+    del located
     metadata: dict[str, Any] = {}
     meta_path = root / "metadata.json"
-    if meta_path.is_file():
-        try:
-            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(meta_path, f"invalid JSON ({exc.msg})") from None
+    if _present(meta_path):
+        metadata = read_json_file(meta_path, root)
         if not isinstance(metadata, dict):
-            raise DataError(meta_path, "expected a JSON object")
+            raise DataError(meta_path, f"expected a JSON object, got {type(metadata).__name__}")
     traced: list[str] = []
     tf_path = root / "traced_files.jsonl"
-    if tf_path.is_file():
-        for n, rec in iter_jsonl(tf_path):
-            if not isinstance(rec, dict) or not isinstance(rec.get("path"), str):
-                raise DataError(tf_path, "missing (expected a string)", record=n, field="path")
-            traced.append(rec["path"])
-    return Dataset(root, tuple(theorems), load_corpus(root / "corpus.jsonl"), metadata, tuple(traced))
+    if _present(tf_path):
+        for n, rec in iter_jsonl(tf_path, root):
+            if not isinstance(rec, dict):
+                raise DataError(tf_path, f"expected a JSON object, got {type(rec).__name__}", record=n)
+            traced.append(_path(rec, "path", tf_path, n, "path"))
+    return Dataset(root, theorems, load_corpus(root / "corpus.jsonl", root), metadata, tuple(traced))
 
 
 def dir_prefix(path: str, depth: int) -> str:
