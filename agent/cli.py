@@ -27,6 +27,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def did_you_mean(word: str, choices, n: int = 3) -> list[str]:
+    """The closest of `choices` to a mistyped `word` (difflib ratio >= 0.6), plus those it is a prefix of."""
+    import difflib
+
+    choices = list(choices)
+    close = difflib.get_close_matches(word, choices, n=n, cutoff=0.6)
+    prefixed = [c for c in choices if word and c.lower().startswith(word.lower()) and c not in close]
+    return (close + prefixed)[:n]
+
+
 class LazyGroup(click.Group):
     """A click group that imports a subcommand's module on first use."""
 
@@ -43,6 +53,15 @@ class LazyGroup(click.Group):
             if exc.name == module:  # this command is not built in this version
                 return None
             raise
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """An unknown command is a usage error that suggests the nearest ones ("did you mean")."""
+        name = click.utils.make_str(args[0]) if args else ""
+        if args and name not in COMMANDS and not name.startswith("-"):
+            close = did_you_mean(name, COMMANDS)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} (see `lifelean --help`)")
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context):
         """Run the subcommand; a user error becomes one line on stderr and exit status 2."""
@@ -64,9 +83,11 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-w", "--workspace", type=click.Path(file_okay=False), default=None, envvar="LIFELEAN_WORKSPACE",
               help="Workspace directory [default: workspaces/default, or $LIFELEAN_WORKSPACE].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summaries: only results and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More detail: per-phase timings and training statistics.")
 @click.version_option(package_name="lifelean")
 @click.pass_context
-def cli(ctx: click.Context, workspace: str | None) -> None:
+def cli(ctx: click.Context, workspace: str | None, quiet: bool, verbose: bool) -> None:
     """lifelean: a prover for Lean 4 that keeps learning from a stream of repositories.
 
     \b
@@ -76,9 +97,20 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
       lifelean run            # index, learn, prove, remember, evaluate; Ctrl-C is safe
       lifelean resume         # continue where it stopped
       lifelean report --open
+
+    Long commands (add, run, resume, prove, evaluate) show progress bars on a
+    terminal and plain timestamped lines when stderr is a file (nohup, SLURM);
+    commands that write keep a log in WORKSPACE/logs/.
+
+    \b
+    Shell completion (bash; zsh and fish likewise, see the README):
+      eval "$(_LIFELEAN_COMPLETE=bash_source lifelean)"
     """
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
     ctx.ensure_object(dict)
     ctx.obj["workspace"] = workspace
+    ctx.obj["verbosity"] = 0 if quiet else 2 if verbose else 1
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,14 +1,13 @@
 """The whole typed configuration of a workspace (`lifelean.toml`), composed of each package's section."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.learning_config import LearningConfig
+from agent.evaluation.config import EvaluationConfig
+from agent.learn.config import LearningConfig
 from common.atomic import atomic_write_text
-from common.config_base import from_dict, option, to_toml
-from common.errors import InputError
+from common.config_base import load_config_file, option, to_toml
 from curriculum.config import CurriculumConfig
 from memory.config import MemoryConfig
 from provers.config import ProverConfig
@@ -23,20 +22,14 @@ class RunConfig:
     memory: MemoryConfig = field(default_factory=MemoryConfig, metadata={"help": "memory"})
     prover: ProverConfig = field(default_factory=ProverConfig, metadata={"help": "proving"})
     learning: LearningConfig = field(default_factory=LearningConfig, metadata={"help": "learning"})
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig, metadata={"help": "evaluation"})
 
 
 def load_config(path: Path) -> RunConfig:
-    """Read `lifelean.toml`; a missing file means all defaults; bad keys are one-line errors."""
+    """Read `lifelean.toml`; a missing file means all defaults; any bad content is a one-line error."""
     if not path.exists():
         return RunConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: invalid TOML ({exc})") from None
-    try:
-        return from_dict(RunConfig, data)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    return load_config_file(RunConfig, path)
 
 
 def save_config(config: RunConfig, path: Path) -> None:

@@ -1,7 +1,9 @@
-"""Workspace glue for proving: open the workspace's store and bank, build the prover, run the pool, record.
+"""Workspace glue for proving: build the prover from the workspace's store and bank, run the pool, record.
 
 Each result is appended to `proofs.jsonl` (one atomic line) as soon as it finishes, so Ctrl-C or a crash keeps
-every finished result; proved theorems enter the memory bank (also on Ctrl-C, for the ones already found).
+every finished result. Nothing here writes to the bank on its own: the loop's `bank` step and the `prove`
+command bank proofs explicitly, and only of open theorems (:func:`bankable_records`): held-out theorems, their
+states and any proof found for them never reach the bank, replay or training.
 """
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from provers.pool import ProverWorker, WorkerSpec, prove_many
 from provers.search import ProofResult
 
 
-def proof_record(result: ProofResult, step: int | None = None, purpose: str = "prove") -> dict[str, Any]:
-    """The proofs.jsonl line of docs/contracts.md; `states` (before each tactic) let the bank store the steps."""
+def proof_record(result: ProofResult, step: int | None = None, key: str | None = None,
+                 purpose: str = "prove") -> dict[str, Any]:
+    """The proofs.jsonl line of docs/contracts.md; `states` (before each tactic) let the bank store the steps.
+    `purpose` is "prove" for the loop's own records (with the entry's step id and key), "adhoc" for `lifelean
+    prove`; run summaries count the loop's records only."""
     rec = result.to_record()
-    rec.update({"step": step, "purpose": purpose, "states": list(result.states)})
+    rec.update({"step": step, "key": key, "purpose": purpose, "states": list(result.states)})
     return rec
 
 
@@ -32,24 +37,35 @@ def bank_items(repo: Repository, record: dict[str, Any]) -> list:
         return []
     checked = record.get("checked_by") or "replay"
     after = states[1:] + ["no goals"]
-    items = [BankItem("step", repo.name, record["theorem"], s, t, a, checked_by=checked, commit=repo.commit)
-             for s, t, a in zip(states, proof, after)]
+    items = [BankItem("step", repo.name, record["theorem"], s, t, a, checked_by=checked, commit=repo.commit,
+                      split="found") for s, t, a in zip(states, proof, after)]
     items.append(BankItem("proof", repo.name, record["theorem"], states[0], proof[0], "no goals",
-                          proof=tuple(proof), checked_by=checked, commit=repo.commit))
+                          proof=tuple(proof), checked_by=checked, commit=repo.commit, split="found"))
     return items
+
+
+def bankable_records(repo: Repository, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Proved records of `repo`'s open theorems: the only proofs that may enter the bank. A proof of a
+    held-out (val/test) theorem would leak into every later evaluation; a train theorem's proof is in the
+    bank already, as its recorded trace."""
+    open_uids = {t.uid for t in open_theorems(repo)}
+    return [r for r in records if r.get("proved") and r.get("uid") in open_uids]
 
 
 def remember_proofs(ws: Workspace, config: RunConfig, repo: Repository, records: Sequence[dict[str, Any]]) -> int:
     """Add the proved records' steps to the workspace bank; returns how many items were new."""
-    from agent.memory_ops import open_bank
+    from agent.workspace.memory import open_bank
 
     items = [it for rec in records for it in bank_items(repo, rec)]
     return open_bank(ws, config).add(items) if items else 0
 
 
 def open_theorems(repo: Repository) -> list[Theorem]:
-    """What proving a repository attempts: sorry theorems and held-out test theorems with a recorded trace."""
-    return [t for t in repo.theorems if t.is_sorry or (t.split == "test" and t.tactics)]
+    """What the loop's prove step attempts: the repository's open (sorry) theorems, never held-out ones."""
+    return [t for t in repo.theorems if t.is_sorry and t.split not in HELD_OUT]
+
+
+HELD_OUT = ("val", "test")
 
 
 def held_out_theorems(repo: Repository) -> list[Theorem]:
@@ -60,12 +76,9 @@ def held_out_theorems(repo: Repository) -> list[Theorem]:
 def worker_spec(ws: Workspace, config: RunConfig, repositories: dict[str, Repository], query_encoder=None,
                 bank_repos: Sequence[str] | None = None) -> WorkerSpec:
     """The recipe every prover worker builds itself from: this workspace's store, bank and encoders."""
-    from agent.memory_ops import base_encoder
+    from agent.workspace.memory import base_encoder
 
     base = base_encoder(config)
-    store_encoder = None
-    if query_encoder is not None and config.learning.tune == "both":
-        store_encoder = query_encoder        # premises were embedded with the tuned tower itself
     gen = GeneratorSpec(
         config=config.prover, encoder=config.memory.encoder, encoder_max_length=config.memory.max_length,
         bank_path=ws.bank_dir, bank_budget_bytes=config.memory.bank_budget_bytes,
@@ -73,20 +86,20 @@ def worker_spec(ws: Workspace, config: RunConfig, repositories: dict[str, Reposi
         bank_repos=list(bank_repos) if bank_repos is not None else None,
         store_path=ws.chroma_dir, chroma_url=config.memory.chroma_url,
         store_filter=getattr(config.memory, "retrieve_filter", None),
-        base_encoder=base, store_encoder=store_encoder, query_encoder=query_encoder)
+        base_encoder=base, store_encoder=None, query_encoder=query_encoder)
     return WorkerSpec(generator=gen, repositories=repositories, seed=config.seed)
 
 
 def prove_theorems(ws: Workspace, config: RunConfig, repo: Repository, theorems: Sequence[Theorem],
                    query_encoder=None, on_result: Callable[[ProofResult], None] | None = None,
-                   workers: int | None = None, step: int | None = None, bank_repos: Sequence[str] | None = None,
-                   add_to_bank: bool = True, record: bool = True, purpose: str = "prove",
+                   workers: int | None = None, step: int | None = None, key: str | None = None,
+                   bank_repos: Sequence[str] | None = None, record: bool = True, purpose: str = "prove",
                    ray_address: str | None = None, repositories: dict[str, Repository] | None = None,
                    worker: ProverWorker | None = None) -> list[ProofResult]:
-    """Prove `theorems` of `repo`; append each result to proofs.jsonl as it finishes (unless `record` is False)
-    and add proved ones to the bank (unless `add_to_bank` is False). Returns results in the order of `theorems`.
+    """Prove `theorems` of `repo`; append each result to proofs.jsonl as it finishes (unless `record` is False).
+    Returns results in the order of `theorems`.
 
-    `repositories` (name → Repository) adds other repositories for accessibility; `repo` is always included.
+    `repositories` (name -> Repository) adds other repositories for accessibility; `repo` is always included.
     `worker` reuses an already built single-process prover (its store, bank and generator) across calls.
     """
     repos = dict(repositories or {})
@@ -95,21 +108,15 @@ def prove_theorems(ws: Workspace, config: RunConfig, repo: Repository, theorems:
     n = config.prover.workers if workers is None else workers
     address = ray_address if ray_address is not None else config.prover.ray_address
     results: dict[str, ProofResult] = {}
-    try:
-        for result in prove_many([(repo.name, t) for t in theorems], spec, workers=n, ray_address=address,
-                                 worker=worker):
-            results[result.uid] = result
-            if record:
-                append_jsonl(ws.proofs_path, proof_record(result, step=step, purpose=purpose))
-            if on_result is not None:
-                on_result(result)
-    finally:
-        if add_to_bank:
-            proved = [proof_record(r) for r in results.values() if r.proved]
-            if proved:
-                remember_proofs(ws, config, repo, proved)
+    for result in prove_many([(repo.name, t) for t in theorems], spec, workers=n, ray_address=address,
+                             worker=worker):
+        results[result.uid] = result
+        if record:
+            append_jsonl(ws.proofs_path, proof_record(result, step=step, key=key, purpose=purpose))
+        if on_result is not None:
+            on_result(result)
     return [results[t.uid] for t in theorems if t.uid in results]
 
 
-__all__ = ["ProverWorker", "bank_items", "held_out_theorems", "open_theorems", "proof_record", "prove_theorems",
-           "remember_proofs", "worker_spec"]
+__all__ = ["HELD_OUT", "ProverWorker", "bank_items", "bankable_records", "held_out_theorems", "open_theorems",
+           "proof_record", "prove_theorems", "remember_proofs", "worker_spec"]

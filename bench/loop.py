@@ -70,8 +70,8 @@ def main() -> None:
     # Cost of resuming: redo the last evaluate step and subtract its own time.
     state_path = ws / "state.json"
     state = json.loads(state_path.read_text())
-    last = state["stream"][-1]
-    state["steps"][last]["evaluate"] = "pending"
+    last = max((r for r in state["repos"] if r.get("step") is not None), key=lambda r: r["step"])
+    last["phases"].pop("evaluate", None)
     state_path.write_text(json.dumps(state))
     before = len(timings(ws))
     resume_wall, _ = lifelean(ws, "resume", "--json")

@@ -4,11 +4,13 @@ A reader (or a process killed half-way) sees either the old file or the new one,
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from common.errors import WorkspaceError
 
@@ -61,7 +63,7 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise WorkspaceError(f"{p}: {what} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:   # JSONDecodeError is a ValueError
         raise WorkspaceError(
             f"{p}: {what} is corrupted ({exc}); restore it from a backup or move it away to start this part afresh"
         ) from None
@@ -70,21 +72,22 @@ def read_json(path: str | os.PathLike[str], what: str = "file") -> Any:
 def append_jsonl(path: str | os.PathLike[str], record: Any) -> None:
     """Append one JSON line with a single write + fsync.
 
-    One `write` of one line means a crash leaves at most a truncated last line, which
-    :func:`iter_jsonl_tolerant` skips; earlier lines are never touched.
+    One `write` of one line means a crash leaves at most a torn last line. The next append cuts that torn
+    tail off first (the writer holds the workspace lock), so a torn line can only ever be the last one and
+    :func:`iter_jsonl_tolerant` can treat anything else that does not parse as corruption.
     """
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        # A previous crash may have left a partial line without newline: start on a fresh line.
         size = os.fstat(fd).st_size
         if size:
-            with open(p, "rb") as reader:
-                reader.seek(size - 1)
-                if reader.read(1) != b"\n":
-                    line = b"\n" + line
+            tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+            if not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                keep = size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= len(tail) else size)
+                os.ftruncate(fd, keep)
         os.write(fd, line)
         os.fsync(fd)
     finally:
@@ -92,16 +95,81 @@ def append_jsonl(path: str | os.PathLike[str], record: Any) -> None:
 
 
 def iter_jsonl_tolerant(path: str | os.PathLike[str]) -> list[Any]:
-    """Read a JSONL log written by :func:`append_jsonl`, skipping a line torn by a crash."""
+    """Read a JSONL log written by :func:`append_jsonl`.
+
+    A torn *last* line (a crash mid-append, no newline after it) is skipped; a line that does not parse
+    anywhere else is corruption, reported as a :class:`WorkspaceError` naming the file and the line.
+    """
     p = Path(path)
     if not p.exists():
         return []
+    data = p.read_bytes()
+    lines = data.split(b"\n")
+    torn_tail = not data.endswith(b"\n")
     out = []
-    for raw in p.read_bytes().splitlines():
+    for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
             out.append(json.loads(raw))
-        except json.JSONDecodeError:
-            continue
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            if torn_tail and number == len(lines):
+                continue
+            raise WorkspaceError(f"{p}:{number}: corrupted log line ({exc}); restore the file from a backup, "
+                                 "or delete that line to keep the rest") from None
     return out
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory that appears at `final` complete or not at all.
+
+    Yields a fresh temporary sibling to fill; on success every file in it and the directory itself are
+    fsynced, then it is renamed into place. An existing `final` is first renamed aside (never deleted
+    before the new one is in place) and removed only after the swap, so a crash at any point leaves either
+    the old complete directory or the new one (plus, at worst, a `.old-*`/`.tmp-*` sibling that
+    :func:`clean_stale_directories` removes).
+    """
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in sorted(tmp.rglob("*")):
+            if f.is_file():
+                with open(f, "rb") as handle:
+                    os.fsync(handle.fileno())
+        for d in sorted((d for d in tmp.rglob("*") if d.is_dir()), reverse=True):
+            _fsync_dir(d)
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.parent / f".old-{target.name}"
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(tmp, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_stale_directories(parent: str | os.PathLike[str]) -> None:
+    """Finish what an interrupted :func:`atomic_directory` left: restore a `.old-X` whose `X` is missing
+    (the crash fell between the two renames), and drop `.tmp-*` leftovers."""
+    root = Path(parent)
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.name.startswith(".old-"):
+            target = root / entry.name[len(".old-"):]
+            if target.exists():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                os.rename(entry, target)
+        elif entry.name.startswith(".tmp-") and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)

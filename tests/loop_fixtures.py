@@ -75,8 +75,18 @@ def end_state(ws: Path) -> dict:
             proofs[(rec["step"], rec["uid"])] = (rec["proved"], tuple(rec["proof"]), rec["checked_by"])
     ckpts = sorted(p.name for p in (ws / "checkpoints").iterdir() if p.is_dir() and p.name.isdigit())
     meta = json.loads((ws / "checkpoints" / ckpts[-1] / "meta.json").read_text())
-    return {"stream": state["stream"], "steps": state["steps"], "cells": cells, "proofs": proofs,
-            "weights": meta["encoder_version"]}
+    return {"stream": stream_keys(state), "steps": {r["key"]: r["phases"] for r in state["repos"]},
+            "cells": cells, "proofs": proofs, "weights": meta["encoder_version"]}
+
+
+def stream_keys(state: dict) -> list[str]:
+    """Keys of the started entries in processing order (their permanent step ids)."""
+    started = sorted((r for r in state["repos"] if r.get("step") is not None), key=lambda r: r["step"])
+    return [r["key"] for r in started]
+
+
+def entry(state: dict, step: int) -> dict:
+    return next(r for r in state["repos"] if r.get("step") == step)
 
 
 def assert_same_end_state(a: dict, b: dict) -> None:
@@ -101,7 +111,7 @@ def done_steps(ws: Path) -> list[tuple[str, str]]:
         state = json.loads((ws / "state.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return []
-    return [(k, s) for k, steps in state.get("steps", {}).items() for s, v in steps.items() if v == "done"]
+    return [(r["key"], s) for r in state.get("repos", []) for s, v in r.get("phases", {}).items() if v == "done"]
 
 
 def kill_after(proc: subprocess.Popen, ws: Path, n_done: int, delay: float, timeout: float = 600) -> bool:

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from agent.evaluate import VectorIndex, bm25_tokens, ranking_scores, retrieval_scores
-from agent.learning_config import LearningConfig
-from agent.retriever import Corpus, RetrieverLearner, TrainingPair, cap_examples, training_pairs, weights_digest
-from agent.strategies import REGISTRY, Strategy, build_strategies
-from agent.strategies.adapters import select_adapter
-from agent.strategies.distill import distill_kl
-from agent.strategies.merge import lines_scale
-from agent.strategies.replay import ReservoirBuffer
+from agent.evaluation.retrieval import VectorIndex, bm25_tokens, ranking_scores, retrieval_scores
+from agent.learn.config import LearningConfig
+from agent.learn.learner import cap_examples
+from agent.learn.retriever import Corpus, RetrieverLearner, TrainingPair, training_pairs, weights_digest
+from agent.learn.strategies import REGISTRY, Strategy, build_strategies
+from agent.learn.strategies.adapters import select_adapter
+from agent.learn.strategies.distill import distill_kl
+from agent.learn.strategies.merge import lines_scale
+from agent.learn.strategies.replay import ReservoirBuffer
 from memory.embedder import Encoder
 
 
@@ -172,7 +173,7 @@ def test_ewc_penalty_zero_at_anchor_and_grows_with_distance(short_encoder, repos
     ewc = learner.strategies[0]
     learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
     assert ewc.fisher and torch.cat([f.flatten() for f in ewc.fisher.values()]).mean() == pytest.approx(1.0)
-    from agent.strategies.base import RepoContext
+    from agent.learn.strategies.base import RepoContext
 
     ewc.before_repo(RepoContext(learner, "Mathlib/Algebra", [], random.Random(0), 1))
     assert float(ewc.penalty()) == 0.0
@@ -204,7 +205,7 @@ def test_distill_kl_zero_for_same_model_positive_after_change(short_encoder, rep
     cfg = config(strategy=["distill"])
     learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
     distill = learner.strategies[0]
-    from agent.strategies.base import RepoContext
+    from agent.learn.strategies.base import RepoContext
 
     pairs = few_pairs(repos, corpus, n=4)
     distill.before_repo(RepoContext(learner, "Mathlib/Data", pairs, random.Random(0), 0))
@@ -318,3 +319,117 @@ def test_retrieval_scores_on_real_tactics(short_encoder, repos, corpus):
     idx = VectorIndex.build(small.names, small.texts, short_encoder)
     s = retrieval_scores(short_encoder, idx, repos["Mathlib/Data"].theorems_in("test"))
     assert s["tactics"] > 0 and 0 <= s["recall@1"] <= s["recall@10"] <= 1 and 0 < s["mrr"] <= 1
+
+
+# -- example budget, mined negatives, memory ----------------------------------------------------
+
+
+def test_min_steps_gives_small_repositories_more_passes(short_encoder, repos, corpus):
+    cfg = config(strategy=["naive"], min_steps=6, max_epochs=4)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    assert learner.epochs_for(4) == 4          # 1 batch per pass: 6 steps wanted, capped at 4 passes
+    assert learner.epochs_for(8) == 3          # 2 batches per pass: 3 passes reach 6 steps
+    assert learner.epochs_for(100) == 1        # a large repository keeps `epochs`
+    stats = learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=8), 0, 1)
+    assert stats["batches"] == 6 and stats["epochs"] == 3
+    plain = RetrieverLearner(short_encoder, config(strategy=["naive"]), corpus)
+    assert plain.epochs_for(8) == 1
+
+
+def test_mined_negatives_are_the_top_scoring_non_positives(short_encoder, repos, corpus):
+    cfg = config(strategy=["naive"], hard_negatives=0, mined_negatives=5)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    pairs = few_pairs(repos, corpus, n=3)
+    batch = learner.make_batch(pairs, random.Random(0))
+    before = list(batch.candidates)
+    learner.model.eval()
+    learner.forward(batch)
+    assert batch.candidates[: len(before)] == before and len(batch.candidates) > len(before)
+    q = torch.from_numpy(learner.query.encode([p.state for p in pairs]))
+    scores = q @ learner.doc_matrix().T
+    for r, ex in enumerate(pairs):
+        pos = {corpus.index[p] for p in ex.positives}
+        ranked = [i for i in torch.argsort(scores[r], descending=True).tolist() if i not in pos][:5]
+        assert set(ranked) <= set(batch.candidates)           # the row's 5 hardest negatives are columns
+        assert corpus.names[batch.candidates[int(batch.target[r])]] == ex.premise
+        for c, col in enumerate(batch.candidates):             # other positives of the row are masked, only they
+            assert bool(batch.mask[r, c]) == (col in pos and col != corpus.index[ex.premise])
+    assert batch.logits.shape == (len(pairs), len(batch.candidates))
+
+
+def test_release_optimizer_after_save(short_encoder, repos, corpus, tmp_path):
+    cfg = config(strategy=["naive"])
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    assert learner.optimizer is not None
+    path = learner.save(tmp_path / "ckpt" / "0000", {"step": 0}, release=True)
+    assert learner.optimizer is None
+    fresh = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    fresh.load(path)
+    assert fresh.optimizer is not None and fresh.optimizer.state_dict()["state"]   # it went to disk first
+
+
+def test_strategy_state_only_when_the_strategy_is_on(short_encoder, repos, corpus):
+    cfg = config(strategy=["distill", "ewc"], ewc_samples=2)
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    distill, ewc = learner.strategies
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    assert distill.teacher is None and ewc.fisher               # the teacher is dropped after its repository
+    plain = RetrieverLearner(short_encoder, config(strategy=["naive"]), corpus,
+                             build_strategies(config(strategy=["naive"])))
+    assert [s.name for s in plain.strategies] == ["naive"] and not plain.strategies[0].state_dict()
+
+
+# -- mid-repository snapshots ---------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("strategy", [["naive"], ["replay", "distill"]])
+def test_training_interrupted_mid_repository_resumes_to_identical_weights(repos, corpus, short_encoder,
+                                                                           tmp_path, strategy):
+    """Ctrl-C between two batches loses only what came after the last snapshot, and the resumed training ends
+    bit-identical to an uninterrupted one (issue "A CLI ... researchers like", item 1)."""
+    pairs = few_pairs(repos, corpus, n=24)
+    cfg = config(strategy=strategy, epochs=2)
+
+    def learner():
+        return RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+
+    clean = learner()
+    clean.train_repository("Mathlib/Data", pairs, 3, 7)
+    seen = []
+
+    def stop_after_four(done, total, loss):
+        seen.append((done, total))
+        if done == 4:
+            raise _Stop
+
+    interrupted = learner()
+    with pytest.raises(_Stop):
+        interrupted.train_repository("Mathlib/Data", pairs, 3, 7, partial=tmp_path / "partial",
+                                     snapshot_seconds=0.0, on_batch=stop_after_four)
+    assert (tmp_path / "partial" / "position.pt").is_file() and seen[-1] == (4, 12)
+    resumed = learner()  # a new process: the same starting weights, the snapshot on disk
+    progress = []
+    stats = resumed.train_repository("Mathlib/Data", pairs, 3, 7, partial=tmp_path / "partial",
+                                     snapshot_seconds=3600.0, on_batch=lambda d, t, l: progress.append(d))
+    assert progress[0] == 4            # batch 4 was in flight when interrupted: it is redone, 1-3 are not
+    assert stats["batches"] == 12
+    assert weights_digest(resumed.model) == weights_digest(clean.model)
+
+
+def test_a_snapshot_of_other_training_is_ignored(repos, corpus, short_encoder, tmp_path):
+    pairs = few_pairs(repos, corpus, n=12)
+    cfg = config(strategy=["naive"])
+    first = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    with pytest.raises(_Stop):
+        first.train_repository("Mathlib/Data", pairs, 3, 7, partial=tmp_path / "p", snapshot_seconds=0.0,
+                               on_batch=lambda d, t, l: (_ for _ in ()).throw(_Stop()) if d == 2 else None)
+    other = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    done = []
+    other.train_repository("Mathlib/Data", pairs, 4, 7, partial=tmp_path / "p",  # another step id
+                           on_batch=lambda d, t, l: done.append(d))
+    assert done[0] == 1

@@ -57,13 +57,21 @@ def test_second_run_on_the_same_workspace_is_refused(stream, tmp_path):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
             state = (ws / "state.json").read_text() if (ws / "state.json").exists() else ""
-            if '"stream"' in state:  # the loop has started: the first process holds the lock
+            if '"step": 0' in state:  # the loop has started: the first process holds the lock
                 break
             time.sleep(0.05)
         assert first.poll() is None
         second = lf.run(ws, "resume", check=False)
         assert second.returncode == 2
         assert "another lifelean process" in second.stderr and second.stderr.count("\n") == 1
+        assert "pid" in second.stderr and "lifelean" in second.stderr        # the lock names its holder
+        adding = lf.run(ws, "add", str(stream), "--split-by-dir", "2", check=False)
+        assert adding.returncode == 2 and "another lifelean process" in adding.stderr
+        # readers are not locked out and see a consistent snapshot while the run writes
+        for reader in (("status", "--json"), ("memory", "stats", "--json"), ("memory", "list", "--json")):
+            proc = lf.run(ws, *reader, check=False)
+            assert proc.returncode == 0, proc.stderr
+            json.loads(proc.stdout)
     finally:
         first.kill()
         first.wait()
@@ -113,8 +121,7 @@ def test_full_disk_fails_the_step_cleanly_and_resume_recovers(stream, clean_run,
     assert proc.returncode == 1, err
     assert "failed writing to disk" in err and "resume" in err and "Traceback" not in err
     state = json.loads((ws / "state.json").read_text())  # still valid JSON
-    first = state["stream"][0]
-    assert state["steps"][first].get("learn") != "done"
+    assert lf.entry(state, 0)["phases"].get("learn") != "done"
     assert not any(p.name.isdigit() for p in (ws / "checkpoints").iterdir()) if (ws / "checkpoints").exists() else True
     lf.run(ws, "resume", "--json")
     lf.assert_same_end_state(lf.end_state(ws), clean_run[2])
@@ -142,12 +149,13 @@ def test_new_repository_after_a_finished_run_is_the_only_new_work(b4_sample, str
     before = json.loads((ws / "state.json").read_text())
     lf.run(ws, "run", str(extra), "--split-by-dir", "2", "--json")
     after = json.loads((ws / "state.json").read_text())
-    assert after["stream"][:3] == before["stream"] and len(after["stream"]) == 4
-    assert after["steps"] == {**before["steps"], after["stream"][3]: after["steps"][after["stream"][3]]}
+    stream = lf.stream_keys(after)
+    assert stream[:3] == lf.stream_keys(before) and len(stream) == 4
+    assert [r for r in after["repos"] if r["key"] != stream[3]] == before["repos"]
     timings = [json.loads(x) for x in (ws / "metrics.jsonl").read_text().splitlines()]
     new_work = [t for t in timings[len((clean_run[0] / "metrics.jsonl").read_text().splitlines()):]
                 if t.get("kind") == "timing"]
-    assert {t["repo"] for t in new_work} == {after["stream"][3]}
+    assert {t["repo"] for t in new_work} == {stream[3]}
 
 
 @pytest.mark.slow
@@ -164,6 +172,7 @@ def test_generator_is_fine_tuned_and_used_when_configured(stream, tmp_path):
     lf.run(ws, "run", str(stream), "--split-by-dir", "2", "--json")
     gen = sorted(p.name for p in (ws / "checkpoints" / "generator").iterdir() if p.name.isdigit())
     assert gen == ["0001", "0002"]  # one per repository, the two newest kept
-    assert (ws / "checkpoints" / "generator" / "0002" / "config.json").is_file()
-    proofs = [json.loads(x) for x in (ws / "proofs.jsonl").read_text().splitlines()]
-    assert proofs and {p["step"] for p in proofs} == {0, 1, 2}
+    newest = ws / "checkpoints" / "generator" / "0002"
+    assert (newest / "prover" / "config.json").is_file()          # the merged copy the prover loads
+    meta = json.loads((newest / "meta.json").read_text())
+    assert meta["from"] == "0001" and meta["strategies"] == ["replay", "distill"]  # chained, with the strategies

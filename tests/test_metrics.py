@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from agent import metrics as M
+from agent.evaluation import lifelong as M
 
 NAN = math.nan
 

@@ -45,19 +45,38 @@ def _json(result):
     return json.loads(result.output)
 
 
-def test_prove_repo_attempts_held_out_theorems_checked_by_replay(run_cli, workspace):
-    data = _json(run_cli("prove", "--repo", DIR, "--json", workspace=workspace))
-    rows = data["results"]
-    assert len(rows) == 3 and data["summary"]["attempted"] == 3
-    assert {tuple(sorted(r)) for r in rows} == {("checked_by", "expansions", "proof", "proved", "repo", "seconds",
-                                                 "theorem")}
-    assert all(r["checked_by"] == "replay" and r["repo"] == DIR for r in rows)
-    recs = iter_jsonl_tolerant(workspace / "proofs.jsonl")
-    assert len(recs) >= 3
+@pytest.fixture(scope="module")
+def open_workspace(tmp_path_factory, encoder):
+    """A workspace whose Demo/B has an open (sorry) theorem that replay can close (tests/trust_data.py)."""
+    from click.testing import CliRunner
+
+    from agent.cli import cli
+    from tests import trust_data
+
+    data = trust_data.build(tmp_path_factory.mktemp("demo") / "d")
+    ws = tmp_path_factory.mktemp("ws") / "w"
+    res = CliRunner().invoke(cli, ["-w", str(ws), "add", str(data), "--split-by-dir", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    return ws
+
+
+def test_prove_repo_attempts_open_theorems_checked_by_replay(run_cli, open_workspace):
+    data = _json(run_cli("prove", "--repo", "Demo/B", "--json", workspace=open_workspace))
+    (row,) = data["results"]
+    assert row["theorem"] == "B.open" and row["proved"] and row["checked_by"] == "replay"
+    assert row["split"] == "train" and "banked" in row["provenance"]
+    recs = iter_jsonl_tolerant(open_workspace / "proofs.jsonl")
     for key in ("theorem", "uid", "repo", "file_path", "proved", "checked_by", "proof", "expansions", "env_calls",
                 "generator_calls", "seconds", "step", "purpose"):
         assert key in recs[-1]
-    assert recs[-1]["purpose"] == "prove" and recs[-1]["step"] is None
+    assert recs[-1]["purpose"] == "adhoc" and recs[-1]["step"] is None
+    items = _json(run_cli("memory", "list", "--repo", "Demo/B", "--json", workspace=open_workspace))
+    assert {i["theorem"] for i in items if i["split"] == "found"} == {"B.open"}
+
+
+def test_prove_with_no_open_theorems_says_so(run_cli, workspace):
+    res = run_cli("prove", "--repo", DIR, workspace=workspace)
+    assert res.exit_code == 2 and "no open (sorry) theorems" in res.output
 
 
 def test_prove_refinds_bank_proofs(run_cli, workspace):
@@ -85,8 +104,10 @@ def test_prove_errors_name_what_is_wrong(run_cli, workspace):
     assert res.exit_code == 2 and "Mathlib/Order" in res.output
 
 
-def test_export_refuses_replay_only_proofs(run_cli, workspace, tmp_path):
-    data = _json(run_cli("prove", "--repo", DIR, "--json", "--export", str(tmp_path / "patches"),
-                         workspace=workspace))
-    assert data["export"] == ["export: no Lean-checked proofs of sorry theorems to export"]
+def test_export_refuses_replay_only_proofs(run_cli, open_workspace, tmp_path):
+    data = _json(run_cli("prove", "--repo", "Demo/B", "--json", "--export", str(tmp_path / "patches"),
+                         workspace=open_workspace))
+    assert data["results"][0]["proved"]          # the sorry theorem was proved, by replay only
+    assert data["export"][0].startswith("export: 1 sorry proof(s) were only checked by replay")
+    assert data["export"][-1] == "export: no Lean-checked proofs of sorry theorems to export"
     assert not (tmp_path / "patches").exists()

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 
 from agent.config import RunConfig, load_config
-from agent.workspace import SCHEMA_VERSION, Workspace
+from agent.workspace import SourceRecord, Workspace
+from agent.workspace.state import SCHEMA_VERSION
 from common.atomic import append_jsonl, atomic_write_bytes, iter_jsonl_tolerant
 from common.errors import InputError, WorkspaceBusy, WorkspaceError
 
@@ -19,10 +20,11 @@ def test_create_open_and_state_round_trip(tmp_path):
         Workspace.open(tmp_path / "ws")
     ws = Workspace.open(tmp_path / "ws", create=True)
     state = ws.load_state()
-    assert state["schema_version"] == SCHEMA_VERSION and state["repos"] == []
-    state["sources"].append({"source": "x", "kind": "traced", "options": {}})
+    assert state.schema_version == SCHEMA_VERSION and state.entries == []
+    state.sources.append(SourceRecord("x", "traced", {}))
     ws.save_state(state)
-    assert Workspace.open(tmp_path / "ws").load_state()["sources"][0]["source"] == "x"
+    assert Workspace.open(tmp_path / "ws").load_state().sources[0].source == "x"
+    assert json.loads(ws.state_path.read_text())["schema_version"] == SCHEMA_VERSION
     assert isinstance(ws.config(), RunConfig)
 
 

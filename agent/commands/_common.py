@@ -44,3 +44,48 @@ def format_metrics(values: dict[str, Any] | None) -> str:
     shown = [f"{k.upper()} {values[k]:+.4f}" if k in ("bwt", "fwt") else f"{k} {values[k]:.4f}"
              for k in HEADLINE_METRICS if isinstance(values.get(k), (int, float))]
     return ", ".join(shown) or "not enough data yet"
+
+
+def width() -> int:
+    """Columns to fit: the terminal's, `$COLUMNS`, or 80 when piped (at most 100, where lines stay readable)."""
+    import shutil
+
+    return max(40, min(100, shutil.get_terminal_size((80, 24)).columns))
+
+
+def wrap(text: str, indent: str = "", subsequent: str | None = None) -> str:
+    """`text` wrapped at word boundaries to :func:`width`; words (theorem names, paths) are never broken."""
+    import textwrap
+
+    return textwrap.fill(text, width=width(), initial_indent=indent,
+                         subsequent_indent=indent + "  " if subsequent is None else subsequent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def echo_wrapped(text: str, indent: str = "", subsequent: str | None = None, err: bool = False) -> None:
+    click.echo(wrap(text, indent, subsequent), err=err)
+
+
+def did_you_mean(word: str, choices: Any, n: int = 3) -> list[str]:
+    """The nearest `choices` to a mistyped `word` (the same rule as unknown commands, agent/cli.py)."""
+    from agent.cli import did_you_mean as nearest
+
+    return nearest(word, choices, n)
+
+
+def open_log(ctx: click.Context, ws: Workspace, command: str, display: Any) -> None:
+    """Attach the per-command log file `WORKSPACE/logs/<command>-<time>.log`; call with the lock held."""
+    display.attach_log(ws.root / "logs", command)
+
+
+def run_settings(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The settings a researcher reads first, from a stream's recorded options (`state.run.options`)."""
+    o = options or {}
+    learning, prover, memory = o.get("learning") or {}, o.get("prover") or {}, o.get("memory") or {}
+    strategy = learning.get("strategy")
+    out = {"strategy": "+".join(strategy) if isinstance(strategy, list) else strategy, "seed": o.get("seed"),
+           "encoder": memory.get("encoder"), "generator": prover.get("generator"), "model": prover.get("model"),
+           "env": prover.get("env"), "curriculum": (o.get("curriculum") or {}).get("strategy"),
+           "epochs": learning.get("epochs"), "batch_size": learning.get("batch_size"), "lr": learning.get("lr"),
+           "train_generator": learning.get("train_generator")}
+    return {k: v for k, v in out.items() if v not in (None, "", {})}

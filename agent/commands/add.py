@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.commands._common import emit, json_option, workspace_root
-from agent.stream import refresh_curriculum, register_repositories
-from agent.workspace import Workspace
+from agent.workspace.stream import refresh_curriculum, register_repositories
+from agent.workspace import SourceRecord, Workspace, WorkspaceState
 from curriculum.lean_data import Repository
 from curriculum.sources import SourceSpec, load_source, parse_source
 
@@ -17,37 +17,71 @@ from curriculum.sources import SourceSpec, load_source, parse_source
 def add_source(ws: Workspace, source: str, name: str | None, split_by_dir: int | None,
                progress: bool = False) -> dict[str, Any]:
     """Load SOURCE fully (nothing is written if it is bad), then register and index it under the lock."""
+    from agent.commands.progress import Progress
+
     spec = parse_source(source)
-    repos = load_source(spec, name=name, split_by_dir=split_by_dir)
-    ws = Workspace.open(ws.root, create=True)
-    with ws.lock():
-        return register_and_index(ws, spec, repos, name, split_by_dir, progress)
+    with Progress(enabled=progress) as display:
+        display.phase(f"reading {source}")
+        repos = load_source(spec, name=name, split_by_dir=split_by_dir)
+        with ws.lock(create=True):  # the workspace is created inside the lock, never before it
+            display.attach_log(ws.root / "logs", "add")
+            display.line(f"read {source}: {len(repos)} repositor{'y' if len(repos) == 1 else 'ies'}, "
+                         f"{sum(len(r.theorems) for r in repos)} theorems, "
+                         f"{sum(r.num_premises for r in repos)} premises")
+            return register_and_index(ws, spec, repos, name, split_by_dir, display)
 
 
 def register_and_index(ws: Workspace, spec: SourceSpec, repos: list[Repository], name: str | None,
-                       split_by_dir: int | None, progress: bool) -> dict[str, Any]:
-    """Record loaded repositories in the workspace and index them; the caller holds the lock."""
+                       split_by_dir: int | None, progress: Any) -> dict[str, Any]:
+    """Record loaded repositories in the workspace and index them; the caller holds the lock.
+
+    `progress` is a :class:`agent.commands.progress.Progress` or a bool (True: a display of its own)."""
+    from agent.commands.progress import Progress
+
+    if isinstance(progress, Progress):
+        return _register_and_index(ws, spec, repos, name, split_by_dir, progress)
+    with Progress(enabled=bool(progress)) as display:
+        display.attach_log(ws.root / "logs", "add")
+        return _register_and_index(ws, spec, repos, name, split_by_dir, display)
+
+
+def _register_and_index(ws: Workspace, spec: SourceSpec, repos: list[Repository], name: str | None,
+                        split_by_dir: int | None, display: Any) -> dict[str, Any]:
     state = ws.load_state()
     config = ws.config()
-    record = {"source": spec.text, "kind": spec.kind, "options": {"name": name, "split_by_dir": split_by_dir}}
+    record = SourceRecord(spec.text, spec.kind, {"name": name, "split_by_dir": split_by_dir})
     new, known = register_repositories(ws, state, repos, record)
     if new:
         refresh_curriculum(ws, state, config.curriculum.strategy)
         ws.save_state(state)
-    indexed = _index(ws, state, repos, progress)
+    indexed = _index(ws, state, repos, display)
     return {"repos": [_repo_json(r, r in new, indexed.get(r.key, {})) for r in repos],
             "added": len(new), "unchanged": len(known)}
 
 
-def _index(ws: Workspace, state: dict[str, Any], repos: list[Repository], progress: bool) -> dict[str, dict]:
-    """Embed the repositories' premises and put their traced proofs in the memory bank.
+def _index(ws: Workspace, state: WorkspaceState, repos: list[Repository], display: Any) -> dict[str, dict]:
+    """Embed the repositories' premises and put their traced proofs in the memory bank, one repository at a
+    time so the display can say which one ("repository k of N", an ETA).
 
     Runs for already-known repositories too: an interrupted earlier add is repaired here, and a
     complete one costs nothing (zero premises embedded).
     """
-    from agent.memory_ops import index_repositories
+    from agent.workspace.memory import base_encoder, index_repositories
 
-    return index_repositories(ws, state, repos, progress=progress)
+    config = ws.config()
+    display.phase(f"loading the encoder {config.memory.encoder}")
+    encoder = base_encoder(config)
+    out: dict[str, dict] = {}
+    display.outer(len(repos), "indexing")
+    for k, repo in enumerate(repos, 1):
+        display.outer_update(f"[{k}/{len(repos)}] indexing {repo.name}")
+        display.detail(f"  {repo.name}: {repo.num_premises} premises, {len(repo.theorems)} theorems")
+        out.update(index_repositories(ws, state, [repo], progress=False, config=config, encoder=encoder))
+        display.outer_advance()
+        r = out.get(repo.key, {})
+        display.detail(f"  {repo.name}: {r.get('premises_embedded', 0)} premises embedded, "
+                       f"{r.get('bank_items_added', 0)} bank items added")
+    return out
 
 
 def _repo_json(repo: Repository, added: bool, indexed: dict) -> dict[str, Any]:
@@ -57,18 +91,35 @@ def _repo_json(repo: Repository, added: bool, indexed: dict) -> dict[str, Any]:
 
 
 def _render(result: dict[str, Any]) -> None:
+    """One row per repository in at most 80 columns; names are never cut (folded if they must)."""
     console = Console()
-    table = Table(title="repositories")
-    for col in ("name", "commit", "theorems", "premises", "files", "status"):
-        table.add_column(col, justify="right" if col in ("theorems", "premises", "files") else "left")
-    for r in result["repos"]:
-        status = "added" if r["added"] else "already present, unchanged"
-        if "premises_embedded" in r:
-            status += f"; {r['premises_embedded']} premises embedded"
-        table.add_row(r["name"], r["commit"][:12], str(r["theorems"]), str(r["premises"]), str(r["files"]), status)
+    rows = result["repos"]
+    commits = {r["commit"] for r in rows}
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    table.add_column("repository", overflow="fold", ratio=None)
+    if len(commits) > 1:
+        table.add_column("commit", no_wrap=True)
+    for col in ("thms", "prem", "files"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("status", overflow="fold")
+    for r in rows:
+        status = "new" if r["added"] else "unchanged"
+        if r.get("premises_embedded"):
+            status += f", {r['premises_embedded']} embedded"
+        cells = [r["name"]] + ([r["commit"][:8]] if len(commits) > 1 else [])
+        table.add_row(*cells, str(r["theorems"]), str(r["premises"]), str(r["files"]), status)
+    if len(commits) == 1:
+        console.print(f"{len(rows)} repositor{'y' if len(rows) == 1 else 'ies'} at commit "
+                      f"{next(iter(commits))[:12]}:")
     console.print(table)
+    embedded = sum(r.get("premises_embedded", 0) for r in rows)
+    banked = sum(r.get("bank_items_added", 0) for r in rows)
+    console.print(f"added {result['added']}, unchanged {result['unchanged']}; {embedded} premises embedded, "
+                  f"{banked} proof items put in the memory bank")
     if result["added"] == 0:
         console.print("Nothing new: every repository of this source is already in the workspace.")
+    else:
+        console.print("next: `lifelean curriculum` to see the order, `lifelean run` to learn them")
 
 
 @click.command("add")
@@ -85,7 +136,7 @@ def add(ctx: click.Context, source: str, name: str | None, split_by_dir: int | N
     (the last two are traced with LeanDojo and need Lean: `pip install 'lifelean[lean]'`).
 
     \b
-    Example:
+    Example (from the repository root):
       lifelean add ../shared/data/leandojo_b4_sample --split-by-dir 2
       lifelean add https://github.com/yangky11/lean4-example@7761283
     """

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agent.commands._common import emit, json_option, workspace_from
-from agent.stream import curriculum_for
+from agent.workspace.stream import curriculum_for
 
 
 def _fmt(x: float | None) -> str:
@@ -16,18 +16,28 @@ def _fmt(x: float | None) -> str:
 
 
 def _render(data: dict[str, Any]) -> None:
+    """Fits 80 columns: short count columns, the reason folded in the last column, names never cut."""
+    from agent.commands._common import wrap
+
     console = Console()
-    table = Table(title=f"curriculum ({data['strategy']}): thresholds p33 = e^{_fmt(data['p33_steps'])}, "
-                        f"p67 = e^{_fmt(data['p67_steps'])} (difficulty e^S, S = proof steps)")
-    for col in ("#", "repository", "theorems", "easy", "medium", "hard", "unrated", "why here"):
-        table.add_column(col, justify="left" if col in ("repository", "why here") else "right")
+    console.print(wrap(f"curriculum ({data['strategy']}): difficulty e^S, S = proof steps; easy up to "
+                       f"p33 = e^{_fmt(data['p33_steps'])}, medium up to p67 = e^{_fmt(data['p67_steps'])}, "
+                       "hard above (and sorry); unrated theorems split in thirds (counted in E/M/H, and in "
+                       "'unr' alone)"), highlight=False, markup=False)
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("#", "repository", "thms", "easy", "med", "hard", "unr", "why here"):
+        table.add_column(col, justify="left" if col in ("repository", "why here") else "right",
+                         overflow="fold", no_wrap=col not in ("repository", "why here"))
     for i, r in enumerate(data["repos"], 1):
+        reason = r["reason"]
+        if data["strategy"] == "leanagent":
+            reason = reason.replace(" easy theorems", " easy")
         table.add_row(str(i), r["name"], str(r["theorems"]), str(r["easy"]), str(r["medium"]), str(r["hard"]),
-                      str(r["unrated"]), r["reason"])
+                      str(r["unrated"]), reason)
     console.print(table)
     if not data["imports_known"]:
-        console.print("[dim]These corpora record no imports: repository dependencies are unknown, "
-                      "so the 'dependency' strategy has nothing to order by.[/dim]")
+        console.print(wrap("These corpora record no imports: repository dependencies are unknown, so the "
+                           "'dependency' strategy has nothing to order by."), style="dim", highlight=False)
 
 
 @click.command("curriculum")
@@ -46,8 +56,9 @@ def curriculum(ctx: click.Context, strategy: str | None, save: bool, as_json: bo
 
     \b
     Example:
-      lifelean curriculum --json
-      lifelean curriculum --strategy dependency --save
+      lifelean -w ~/lifelean-demo curriculum
+      lifelean -w ~/lifelean-demo curriculum --json | jq '.order'
+      lifelean -w ~/lifelean-demo curriculum --strategy dependency --save
     """
     ws = workspace_from(ctx)
     config = ws.config()
@@ -59,6 +70,6 @@ def curriculum(ctx: click.Context, strategy: str | None, save: bool, as_json: bo
             config.curriculum.strategy = strategy  # type: ignore[assignment]
             ws.save_config(config)
             state = ws.load_state()
-            state["curriculum"] = cur.to_json()
+            state.curriculum = cur.to_json()
             ws.save_state(state)
     emit(cur.to_json(), as_json, _render)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from agent import metrics as M
+from agent.evaluation import lifelong as M
 from agent.commands._common import emit, json_option, workspace_from
 from common.errors import InputError
 
@@ -96,10 +96,29 @@ def render_suite(title: str, suite: dict[str, Any] | None) -> None:
 
 
 def _render_run(data: dict[str, Any]) -> None:
-    click.echo(f"{data['steps']} evaluated step(s); repositories in order: {', '.join(data['repos']) or '—'}")
-    for score in ("recall@10", "proof_rate"):
-        render_suite(f"Lifelong metrics over {score}", data[score])
-    click.echo("— = undefined (e.g. BWT needs two steps, WF5 needs more than five; FWT needs a baseline).")
+    repos = data["repos"]
+    from agent.commands._common import echo_wrapped
+
+    click.echo(f"{data['steps']} step(s); repositories in processing order (matrix row/column i):"
+               if repos else "no step of the stream has started yet")
+    for i, key in enumerate(repos):
+        echo_wrapped(f"{i:>3}  {key}", indent="  ", subsequent="       ")
+    from rich.console import Console
+    from rich.table import Table
+
+    scores = [s for s in ("recall@10", "tactic@8", "proof_rate")]
+    table = Table(title="Lifelong metrics (one column per score)", title_justify="left", box=None,
+                  pad_edge=False, header_style="bold")
+    table.add_column("metric", overflow="fold")
+    for score in scores:
+        table.add_column(score, justify="right", no_wrap=True)
+    for key, label in LABELS:
+        if any(key in (data.get(s) or {}) for s in scores):
+            table.add_row(label, *(_fmt((data.get(s) or {}).get(key)) for s in scores))
+    Console().print(table)
+    from agent.commands._common import echo_wrapped
+
+    echo_wrapped("— = undefined (e.g. BWT needs two steps, WF5 needs more than five; FWT needs a baseline).")
 
 
 @click.command("metrics")
@@ -113,13 +132,19 @@ def metrics(ctx: click.Context, matrix_file: Path | None, as_json: bool) -> None
     MATRIX_FILE is JSON: {"matrix": [[...], ...], "baseline": [...]} where matrix[i][j] is the score on
     task j after learning tasks 0..i (null = not evaluated) and the optional baseline is the untrained
     model's score per task (FWT is given only with it).
+
+    \b
+    Example:
+      echo '{"matrix": [[0.6, 0.3], [0.5, 0.7]], "baseline": [0.1, 0.2]}' > /tmp/m.json
+      lifelean metrics /tmp/m.json
+      lifelean -w ~/lifelean-demo metrics --json | jq '."recall@10".bwt'
     """
     if matrix_file is not None:
         matrix, baseline = read_matrix_file(matrix_file)
         result = M.json_safe(M.suite(matrix, baseline))
         emit(result, as_json, lambda d: render_suite(f"Lifelong metrics of {matrix_file}", d))
         return
-    from agent.run_summary import workspace_metrics
+    from agent.evaluation.matrices import workspace_metrics
 
     ws = workspace_from(ctx)
     emit(workspace_metrics(ws), as_json, _render_run)

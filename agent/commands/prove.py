@@ -10,8 +10,11 @@ import click
 from agent.commands._common import emit, json_option, workspace_from
 from common.errors import InputError
 
-CHECKED_TEXT = {"replay": "checked by replay of the recorded Lean trace; Lean did not run",
-                "lean": "verified by Lean (LeanDojo)"}
+from provers import CHECKED_BY_TEXT as CHECKED_TEXT
+
+# What a result means next to where its theorem comes from (issue "Results you can trust", item 13).
+PROVENANCE = {"train": "in the training data: its recorded proof is in the bank",
+              "val": "held-out (val): the result is not banked", "test": "held-out (test): the result is not banked"}
 
 
 def _find_repo(repos: list, name: str):
@@ -37,19 +40,41 @@ def select_targets(repos: list, names: tuple[str, ...], repo_name: str | None) -
         else:
             missing.append(name)
     if missing:
+        from agent.commands._common import did_you_mean
+
         where = f" in repository '{repo_name}'" if repo_name else ""
-        raise InputError(f"theorem(s) not found{where}: {', '.join(missing)}")
+        known = [t.full_name for r in pool for t in r.theorems]
+        hints = []
+        for name in missing:
+            close = did_you_mean(name, known)
+            if not close:  # a bare name of a namespaced theorem: `mem_dedup` for `List.mem_dedup`
+                close = sorted({k for k in known if k.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]})[:3]
+            if close:
+                hints.append(f"{name}: did you mean {' or '.join(close)}?")
+        raise InputError(f"theorem(s) not found{where}: {', '.join(missing)}"
+                         + (f" ({'; '.join(hints)})" if hints else ""))
     return targets
 
 
-def _json_row(r) -> dict[str, Any]:
+def provenance(theorem: Any) -> str:
+    """Where a target comes from, said next to its result (open theorems are the only ones banked)."""
+    if theorem.is_sorry and theorem.split not in ("val", "test"):
+        return "open theorem: a proof found is banked"
+    return PROVENANCE.get(theorem.split or "", "not in any split: the result is not banked")
+
+
+def _json_row(r, theorem: Any) -> dict[str, Any]:
+    split = theorem.split
     return {"theorem": r.theorem, "repo": r.repo, "proved": r.proved, "checked_by": r.checked_by,
-            "proof": r.proof, "expansions": r.expansions, "seconds": round(r.seconds, 3)}
+            "proof": r.proof, "expansions": r.expansions, "seconds": round(r.seconds, 3), "split": split,
+            "stop_reason": r.stop_reason,
+            "provenance": provenance(theorem)}
 
 
 def _summary(results: list) -> dict[str, Any]:
     proved = [r for r in results if r.proved]
     return {"attempted": len(results), "proved": len(proved),
+            "not_replayable": sum(1 for r in results if r.stop_reason == "not_replayable"),
             "proof_rate": len(proved) / len(results) if results else None,
             "checked_by": sorted({r.checked_by for r in results if r.checked_by}),
             "seconds": round(sum(r.seconds for r in results), 3),
@@ -57,25 +82,32 @@ def _summary(results: list) -> dict[str, Any]:
 
 
 def _render(data: dict[str, Any]) -> None:
+    """One result per paragraph, wrapped at word boundaries to the terminal (80 columns when piped)."""
+    from agent.commands._common import echo_wrapped
+
     for row in data["results"]:
-        mark = "proved" if row["proved"] else "failed"
+        mark = "proved" if row["proved"] else ("no-replay" if row["stop_reason"] == "not_replayable" else "failed")
         how = f"; {CHECKED_TEXT.get(row['checked_by'], row['checked_by'])}" if row["proved"] else ""
-        click.echo(f"{mark:6}  {row['repo']}: {row['theorem']}  ({row['expansions']} expansions, "
-                   f"{row['seconds']:.2f} s{how})")
+        echo_wrapped(f"{mark:6}  {row['repo']}: {row['theorem']}", subsequent="          ")
+        echo_wrapped(f"({row['expansions']} expansions, {row['seconds']:.2f} s{how}); {row['provenance']}",
+                     indent="        ", subsequent="        ")
         if row["proved"]:
             for tactic in row["proof"]:
                 click.echo("          " + tactic.replace("\n", "\n          "))
     s = data["summary"]
     how = "; ".join(CHECKED_TEXT.get(c, c) for c in s["checked_by"])
-    click.echo(f"proved {s['proved']}/{s['attempted']} theorems" + (f" ({how})" if how else ""))
+    echo_wrapped(f"proved {s['proved']}/{s['attempted']} theorems" + (f" ({how})" if how else ""))
+    if s["not_replayable"]:
+        echo_wrapped(f"{s['not_replayable']} theorem(s) cannot be checked by replay: their recorded trace does not "
+                     "start at the theorem's own goal (use --env lean)")
     for line in data.get("export", []):
-        click.echo(line)
+        echo_wrapped(line)
 
 
 @click.command(context_settings={"show_default": True})
 @click.argument("theorems", nargs=-1)
-@click.option("--repo", "repo_name", default=None, help="Repository name; alone: attempt its sorry and held-out "
-              "test theorems.")
+@click.option("--repo", "repo_name", default=None, help="Repository name; alone: attempt its open (sorry) "
+              "theorems.")
 @click.option("--generator", type=click.Choice(["knn", "hf", "vllm"]), default=None,
               help="Tactic generator [default: prover.generator of lifelean.toml].")
 @click.option("--model", default=None, help="Model for 'hf'/'vllm' (Hugging Face id or local path).")
@@ -100,10 +132,20 @@ def prove(ctx: click.Context, theorems: tuple[str, ...], repo_name: str | None, 
           source_dir: str | None, as_json: bool) -> None:
     """Search for proofs of THEOREMS (full names or uids), or of a repository's open theorems.
 
-    Results are appended to proofs.jsonl as they finish; proved theorems enter the memory bank. With the default
-    replay environment a proof is checked by replay of the recorded Lean trace, not by Lean.
+    Results are appended to proofs.jsonl as they finish (as ad-hoc results: run summaries and the accuracy
+    matrices never count them). Only proofs of open (sorry) theorems enter the memory bank; a held-out theorem's
+    proof never does. With the default replay environment a proof is checked by replay of the recorded Lean
+    trace, not by Lean.
+
+    With no THEOREMS, attempts the open (sorry) theorems of every repository (of --repo's with --repo)
+    and says so first.
+
+    \b
+    Example:
+      lifelean -w ~/lifelean-demo prove List.mem_dedup --json
+      lifelean -w ~/lifelean-demo prove --repo Mathlib/Data --budget 128
     """
-    from agent.proving import open_theorems, prove_theorems
+    from agent.proving import bankable_records, proof_record, prove_theorems, remember_proofs
 
     ws = workspace_from(ctx)
     with ws.lock():
@@ -115,27 +157,58 @@ def prove(ctx: click.Context, theorems: tuple[str, ...], repo_name: str | None, 
             config.prover = dataclasses.replace(config.prover, **overrides)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        repos = ws.load_repositories()
+        repos = ws.load_repositories(ws.load_state().live())
         if not repos:
             raise InputError(f"{ws.root}: no repositories yet; run `lifelean add SOURCE` first")
         targets = select_targets(repos, theorems, repo_name)
         if not targets:
-            raise InputError("nothing to prove: the repository has no sorry or held-out test theorems; "
-                             "name theorems explicitly")
+            raise InputError("nothing to prove: no open (sorry) theorems; name theorems explicitly "
+                             "(e.g. `lifelean prove THEOREM`)")
         by_name = {r.name: r for r in repos}
         results = []
         groups: dict[str, list] = {}
         for r, t in targets:
             groups.setdefault(r.name, []).append(t)
-        for name, thms in groups.items():
-            results += prove_theorems(ws, config, by_name[name], thms, repositories=by_name)
-        data: dict[str, Any] = {"results": [_json_row(r) for r in results], "summary": _summary(results)}
+        from agent.commands.progress import Progress
+
+        with Progress(enabled=not as_json) as display:
+            display.attach_log(ws.root / "logs", "prove")
+            if not theorems:
+                display.line(f"proving {len(targets)} theorem(s) of {len(groups)} repositor"
+                             f"{'y' if len(groups) == 1 else 'ies'} (no THEOREMS given: "
+                             f"{'the repository' if repo_name else 'every repository'}'s open theorems)")
+            display.outer(len(groups), "proving")
+            proved = 0
+            for k, (name, thms) in enumerate(groups.items(), 1):
+                display.outer_update(f"[{k}/{len(groups)}] {name}")
+                display.inner("theorems", len(thms))
+                counts = {"done": 0, "proved": 0}
+
+                def on_result(result: Any) -> None:
+                    counts["done"] += 1
+                    counts["proved"] += bool(result.proved)
+                    display.inner_advance(info=f"proved {counts['proved']}/{counts['done']}")
+                    display.detail(f"  {'proved' if result.proved else 'failed'} {result.theorem}")
+
+                found = prove_theorems(ws, config, by_name[name], thms, repositories=by_name, purpose="adhoc",
+                                       on_result=on_result)
+                remember_proofs(ws, config, by_name[name], bankable_records(by_name[name],
+                                                                             [proof_record(r) for r in found]))
+                results += found
+                proved += counts["proved"]
+                display.outer_advance()
+                display.line(f"✓ [{k}/{len(groups)}] {name}: proved {counts['proved']}/{len(thms)}")
+        theorem_of = {t.uid: t for _, t in targets}
+        data: dict[str, Any] = {"results": [_json_row(r, theorem_of[r.uid]) for r in results],
+                                "summary": _summary(results)}
         if export_dir is not None:
-            data["export"] = _export(results, targets, by_name, Path(export_dir), source_dir)
+            data["export"] = _export(results, targets, by_name, Path(export_dir), source_dir,
+                                     backend=config.prover.lean_backend)
     emit(data, as_json, _render)
 
 
-def _export(results: list, targets: list, by_name: dict, out_dir: Path, source_dir: str | None) -> list[str]:
+def _export(results: list, targets: list, by_name: dict, out_dir: Path, source_dir: str | None,
+            backend: str = "auto") -> list[str]:
     """Patches for Lean-checked proofs of sorry theorems; says plainly when there are none and why."""
     from provers.export import export_patches
 
@@ -159,6 +232,6 @@ def _export(results: list, targets: list, by_name: dict, out_dir: Path, source_d
         if not root.is_dir():
             raise InputError(f"--export needs the Lean sources of {name}: give --source DIR (a checkout at "
                              f"commit {by_name[name].commit[:12]})")
-        for p in export_patches(proofs, root, out_dir):
+        for p in export_patches(proofs, root, out_dir, backend=backend):
             lines.append(f"export: {p.path} ({len(p.theorems)} theorem(s))")
     return lines

@@ -24,12 +24,19 @@ def report(ctx: click.Context, open_: bool, as_json: bool) -> None:
     """Write an HTML report (reports/index.html, self-contained) with plots of the run.
 
     \b
-    Plots: the accuracy matrices as heatmaps, Recall@10 and proof rate per repository over steps,
-    theorems proved per step and the difficulty distribution per repository; tables of the lifelong
-    metrics (the numbers of `status --json`) and of every proof found, with how it was checked.
+    The page: the run's settings and versions; the lifelong metrics (the numbers of `status --json`)
+    with bootstrap intervals; the retriever beside BM25 and the untrained encoder; the accuracy
+    matrices with the held-out items under each column; scores per repository over steps; training
+    loss and time per phase; theorems proved per step; difficulty as `curriculum` counts it; every
+    proof found, with how it was checked.
     Safe to run while `run` is working (it only reads the workspace and writes reports/).
+
+    \b
+    Example:
+      lifelean -w ~/lifelean-demo report --open
+      lifelean -w ~/lifelean-demo report --json | jq -r .report
     """
-    from agent.report import write_report
+    from agent.report.html import write_report
 
     rep = write_report(workspace_from(ctx))
     emit(rep.to_json(), as_json,

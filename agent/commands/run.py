@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agent.commands._common import emit, format_metrics, json_option, workspace_root
+from agent.commands.progress import format_seconds
 from agent.workspace import Workspace
 from common.errors import InputError, LifeleanError
+
+if TYPE_CHECKING:
+    from agent.config import RunConfig
 
 
 def expand_sources(items: tuple[str, ...]) -> list[str]:
@@ -31,13 +34,13 @@ def expand_sources(items: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _apply_options(ws: Workspace, seed: int | None, strategy: str | None, generator: str | None,
-                   curriculum: str | None) -> dict[str, Any]:
-    """Save run options in lifelean.toml (the single source of truth `resume` reads)."""
+def configured(ws: Workspace, seed: int | None, strategy: str | None, generator: str | None,
+               curriculum: str | None, env: str | None = None) -> "RunConfig":
+    """The workspace's config with the command-line options applied (validated; nothing written)."""
     from agent.config import RunConfig
     from common.config_base import from_dict, to_dict
 
-    config = ws.config()
+    config = ws.config() if ws.config_path.exists() else RunConfig()
     data = to_dict(config)
     if seed is not None:
         data["seed"] = seed
@@ -47,92 +50,189 @@ def _apply_options(ws: Workspace, seed: int | None, strategy: str | None, genera
         data["prover"]["generator"] = generator
     if curriculum is not None:
         data["curriculum"]["strategy"] = curriculum
-    new = from_dict(RunConfig, data)  # validates the combination before anything is written
-    if new != config:
-        ws.save_config(new)
-    return {"seed": new.seed, "strategy": new.learning.strategy, "generator": new.prover.generator,
-            "curriculum": new.curriculum.strategy}
+    if env is not None:
+        data["prover"]["env"] = env
+    return from_dict(RunConfig, data)
 
 
 class LiveDisplay:
-    """A rich progress bar: repository, step and live counts; silent when printing JSON."""
+    """Turns the driver's `report(event, info)` calls into the shared progress display
+    (agent/commands/progress.py): "[k/N] repository · phase" with an ETA, an inner bar per phase (training
+    batches when the learner reports them, evaluated repositories, proof attempts), and one lasting summary
+    line per finished repository. Silent with `--json` or `--quiet`; the log file is written either way."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=False)
-        self.task = None
+    def __init__(self, enabled: bool, ws: Workspace | None = None, progress: Any = None):
+        from agent.commands.progress import Progress
+
+        self.ws = ws
+        self.progress = progress if progress is not None else Progress(enabled=enabled)
+        self.enabled = self.progress.enabled
+        self.repos = 0
+        self.position = 0
         self.proved = 0
         self.attempted = 0
-        self.current = ""
+        self.current: dict[str, Any] = {}
+        self.entry: dict[str, Any] = {}
+        self.entry_started = time.monotonic()
+        self.columns = 0
 
     def __enter__(self) -> "LiveDisplay":
-        if self.enabled:
-            self.progress.start()
+        self.progress.__enter__()
+        if self.ws is not None and self.ws.exists:
+            self.progress.attach_log(self.ws.root / "logs", "run")   # the caller holds the lock
+            try:
+                self.columns = len(self.ws.load_state().live())
+            except Exception:  # noqa: BLE001 - a display hint only
+                self.columns = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self.progress.stop()
+        self.progress.__exit__(*exc)
+
+    def _label(self) -> str:
+        c = self.current
+        if c.get("repo") == "(all)":
+            return "baseline row (untrained encoder, empty bank)"
+        return f"[{self.position + 1}/{self.repos}] {c.get('repo', '')} · {c.get('step', '')}"
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
+        p = self.progress
         if event == "start":
-            self.task = self.progress.add_task("starting", total=info["total"], completed=info["done"], info="")
+            self.repos = int(info.get("repos") or 0)
+            if info.get("total", 0) == 0:
+                return
+            p.outer(self.repos, "starting")
+            p.line(f"run: {self.repos} repositor{'y' if self.repos == 1 else 'ies'} to process, "
+                   f"{info['total']} steps (index, learn, prove, bank, evaluate each)")
         elif event == "step":
-            self.current = f"{info['repo']} · {info['step']}"
-            self.progress.update(self.task, description=self.current)
+            if info.get("position") is not None:
+                if info["position"] != self.position or not self.entry:
+                    self.entry = {}
+                    self.entry_started = time.monotonic()
+                self.position = int(info["position"])
+                self.repos = int(info.get("of") or self.repos)
+            elif not self.entry:
+                self.entry_started = time.monotonic()
+            self.current = dict(info)
+            self.phase_started = time.monotonic()
+            p.outer_update(self._label())
+            if info.get("step") in ("evaluate", "baseline"):
+                p.inner("evaluating repositories", self.columns or None)
+            elif info.get("step") == "learn":
+                p.inner("training batches", None)
+            else:
+                p.inner_end()
+        elif event == "prove-start":
+            self.proved = self.attempted = 0
+            p.inner("proving open theorems", int(info.get("theorems") or 0) - int(info.get("already") or 0))
         elif event == "proof":
             self.attempted += 1
-            self.proved += bool(info["proved"])
-            self.progress.update(self.task, info=f"proved {self.proved}/{self.attempted}")
+            self.proved += bool(info.get("proved"))
+            p.inner_advance(info=f"proved {self.proved}/{self.attempted}")
+        elif event == "evaluated":
+            p.inner_advance(completed=int(info.get("done") or 0), info=str(info.get("repo", "")))
+        elif event in ("batch", "learn-batch"):
+            # the learner's per-batch callback: {"done", "total", "loss"} (shown when the learner reports it)
+            if info.get("total"):
+                p.inner_total(int(info["total"]))
+            loss = info.get("loss")
+            p.inner_advance(completed=info.get("done"), info="" if loss is None else f"loss {loss:.4f}")
         elif event == "advance":
-            extra = ""
-            if info.get("recall@10") is not None:
-                extra = f" R@10 {info['recall@10']:.3f}"
-            self.progress.update(self.task, advance=1, info=f"proved {self.proved}/{self.attempted}{extra}")
+            p.inner_end()
+            name = info.get("step")
+            if name and name != "baseline":
+                self.entry[name] = {k: v for k, v in info.items() if k not in ("repo", "step")}
+                p.outer_advance(1 / 5)
+            seconds = time.monotonic() - getattr(self, "phase_started", time.monotonic())
+            p.detail(f"  {self._label()} done in {seconds:.1f} s{_phase_details(info)}")
+            if name is None:
+                p.line("baseline row evaluated (untrained encoder, empty bank)", style="dim")
+        elif event == "entry-done":
+            p.line(self.summary(info), style="green")
+
+    def summary(self, info: dict[str, Any]) -> str:
+        """One lasting line for a finished repository: its own scores, proofs, loss and time."""
+        own = _own_cell(self.ws, info.get("step"))
+        parts = []
+        for key, label in (("recall@10", "R@10"), ("tactic@8", "tactic@8")):
+            v = own.get(key) if own else (self.entry.get("evaluate") or {}).get(key)
+            if isinstance(v, (int, float)):
+                parts.append(f"{label} {v:.3f}")
+        if own and own.get("theorems") is not None:
+            parts.append(f"on {own['theorems']} held-out")
+        prove = self.entry.get("prove") or {}
+        if prove.get("attempted"):
+            parts.append(f"proved {prove.get('proved', 0)}/{prove['attempted']} open")
+        elif "attempted" in prove:
+            parts.append("no open theorems")
+        learn = self.entry.get("learn") or {}
+        if isinstance(learn.get("loss_first"), (int, float)) and isinstance(learn.get("loss_last"), (int, float)):
+            parts.append(f"loss {learn['loss_first']:.3f}→{learn['loss_last']:.3f}")
+        if (self.entry.get("evaluate") or {}).get("skipped"):
+            parts.append("not evaluated this step")
+        parts.append(format_seconds(time.monotonic() - self.entry_started))
+        return f"✓ [{self.position + 1}/{self.repos}] {info.get('repo')} (step {info.get('step')}): " + ", ".join(parts)
 
 
-def run_workspace(ws: Workspace, show_progress: bool) -> dict[str, Any]:
-    """Run the loop under the lock with the display; Ctrl-C says what was kept and how to go on."""
-    from agent.loop import run_stream
-    from agent.run_summary import workspace_metrics
-
-    console = Console(stderr=True)
-    with ws.lock():
-        try:
-            with LiveDisplay(show_progress) as display:
-                summary = run_stream(ws, display)
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted[/yellow]: every finished step is saved; the step in flight will be "
-                          f"redone. Continue with: lifelean -w {ws.root} resume")
-            raise SystemExit(130) from None
-    summary["metrics"] = workspace_metrics(ws)
-    proofs = _proof_counts(ws)
-    summary.update(proofs)
-    return summary
+def _phase_details(info: dict[str, Any]) -> str:
+    shown = {k: v for k, v in info.items() if k in ("examples", "batches", "epochs", "loss_first", "loss_last",
+                                                   "attempted", "proved", "cells", "recall@10", "proof_rate")}
+    return ("; " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+            if shown else "")
 
 
-def _proof_counts(ws: Workspace) -> dict[str, Any]:
+def _own_cell(ws: Workspace | None, step: Any) -> dict[str, Any] | None:
+    """The last `kind: "eval"` record of metrics.jsonl in which entry `step` scored itself (None if none)."""
+    if ws is None or not isinstance(step, int):
+        return None
     from common.atomic import iter_jsonl_tolerant
 
-    latest: dict[str, dict] = {}
-    for r in iter_jsonl_tolerant(ws.proofs_path):
-        if r.get("purpose", "prove") == "prove":
-            latest[r["uid"] + "@" + r["repo"]] = r
-    proved = [r for r in latest.values() if r.get("proved")]
-    return {"attempted": len(latest), "proved": len(proved),
-            "checked_by": sorted({r.get("checked_by") for r in proved if r.get("checked_by")})}
+    try:
+        state = ws.load_state()
+        key = next((e.key for e in state.entries if e.step == step), None)
+        own = None
+        for r in iter_jsonl_tolerant(ws.metrics_path):
+            if isinstance(r, dict) and r.get("kind") == "eval" and r.get("step") == step and r.get("repo") == key:
+                own = r
+        return own
+    except Exception:  # noqa: BLE001 - a summary line must never stop the run
+        return None
+
+
+def run_locked(ws: Workspace, show_progress: bool) -> dict[str, Any]:
+    """Run the loop (the caller holds the lock) with the display; Ctrl-C says what was kept and how to go on."""
+    from agent.evaluation.matrices import loop_proof_records, workspace_metrics
+    from agent.loop import run_stream
+
+    console = Console(stderr=True)
+    try:
+        with LiveDisplay(show_progress, ws) as display:
+            summary = run_stream(ws, display)
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/yellow]: every finished step is saved; the step in flight will be "
+                      f"redone. Continue with: lifelean -w {ws.root} resume")
+        raise SystemExit(130) from None
+    summary["metrics"] = workspace_metrics(ws)
+    records = loop_proof_records(ws)
+    proved = [r for r in records if r.get("proved")]
+    summary.update({"attempted": len(records), "proved": len(proved),
+                    "checked_by": sorted({r.get("checked_by") for r in proved if r.get("checked_by")})})
+    return summary
 
 
 def _render(summary: dict[str, Any]) -> None:
     console = Console()
-    console.print(f"[bold green]done[/bold green]: {summary['repos']} repositories in {summary['seconds']:.0f} s; "
-                  f"proved {summary['proved']} of {summary['attempted']} attempted theorems "
+    if summary.get("nothing_to_do"):
+        console.print(f"nothing to do: every step of the stream's {summary['repos']} entries is done; add a "
+                      f"repository with `lifelean -w {summary['workspace']} add SOURCE` (or `run SOURCES`)")
+    else:
+        console.print(f"[bold green]done[/bold green]: {summary['processed']} stream entries in "
+                      f"{summary['seconds']:.0f} s")
+    console.print(f"open theorems attempted by the loop's prove step: {summary['attempted']}; "
+                  f"proved {summary['proved']} "
                   f"(checked by {', '.join(summary['checked_by']) or '-'}; 'replay' = the recorded Lean trace, "
                   "not a new Lean check)")
-    for family in ("recall@10", "proof_rate"):
+    for family in ("recall@10", "tactic@8", "proof_rate"):
         console.print(f"lifelong metrics over {family}: {format_metrics((summary.get('metrics') or {}).get(family))}")
     console.print(f"report: lifelean -w {summary['workspace']} report --open")
 
@@ -148,11 +248,17 @@ def _render(summary: dict[str, Any]) -> None:
               help="Tactic generator [default: from lifelean.toml].")
 @click.option("--curriculum", type=click.Choice(["leanagent", "dependency"]), default=None,
               help="Curriculum order [default: from lifelean.toml].")
-@click.option("--seed", type=int, default=None, help="Random seed, saved for `resume` [default: 3407].")
+@click.option("--env", "env_kind", type=click.Choice(["replay", "lean"]), default=None,
+              help="How tactics are checked: replay of the recorded trace, or real Lean ([prover] lean_backend "
+                   "picks LeanDojo or the Lean REPL) [default: from lifelean.toml].")
+@click.option("--seed", type=int, default=None, help="Random seed, saved for `resume` [default: 3407]. Options "
+              "that change results (--seed, --strategy, --generator) are fixed once the stream has started: use a "
+              "new workspace for other ones.")
 @json_option
 @click.pass_context
 def run(ctx: click.Context, sources: tuple[str, ...], split_by_dir: int | None, name: str | None,
-        strategy: str | None, generator: str | None, curriculum: str | None, seed: int | None, as_json: bool) -> None:
+        strategy: str | None, generator: str | None, curriculum: str | None, env_kind: str | None, seed: int | None,
+        as_json: bool) -> None:
     """Run the lifelong loop: add SOURCES (what `add` accepts, or a text file listing them, one per
     line), order the stream by the curriculum, and for each repository index its premises, fine-tune
     the retriever, try to prove its open theorems, store what was learned in the memory bank, and
@@ -167,6 +273,8 @@ def run(ctx: click.Context, sources: tuple[str, ...], split_by_dir: int | None, 
       lifelean -w workspaces/demo run --strategy replay+distill
     """
     from agent.commands.add import register_and_index
+    from agent.loop.options import refuse_changed_options
+    from agent.workspace.stream import refresh_curriculum
     from curriculum.sources import load_source, parse_source
 
     ws = workspace_root(ctx)
@@ -177,20 +285,21 @@ def run(ctx: click.Context, sources: tuple[str, ...], split_by_dir: int | None, 
               for spec in (parse_source(s) for s in items)]  # everything validated before any write
     if not items and not ws.exists:
         raise InputError(f"{ws.root}: no workspace yet; give SOURCES to start one (see `lifelean run --help`)")
-    ws = Workspace.open(ws.root, create=True)
-    with ws.lock():
-        options = _apply_options(ws, seed, strategy, generator, curriculum)
+    with ws.lock(create=True):  # one lock for the whole life of the run: nothing can slip in between
+        config = configured(ws, seed, strategy, generator, curriculum, env_kind)
+        state = ws.load_state()
+        if state.run is not None and state.stream_started:
+            refuse_changed_options(state.run.options, config, str(ws.root))
+        if config != ws.config():
+            ws.save_config(config)
         for spec, repos in loaded:
             register_and_index(ws, spec, repos, name, split_by_dir, progress=not as_json)
-        state = ws.load_state()
-        if loaded or curriculum:
-            from agent.stream import refresh_curriculum
-
-            refresh_curriculum(ws, state, options["curriculum"])
-        state["run"] = {"options": options, "started_at": state.get("run", {}) and state["run"].get("started_at")
-                        or time.strftime("%Y-%m-%dT%H:%M:%S")}
-        ws.save_state(state)
-    emit(run_workspace(ws, show_progress=not as_json), as_json, _render)
+        if curriculum:
+            state = ws.load_state()
+            refresh_curriculum(ws, state, config.curriculum.strategy)
+            ws.save_state(state)
+        summary = run_locked(ws, show_progress=not as_json)
+    emit(summary, as_json, _render)
 
 
 @click.command("resume")
@@ -204,6 +313,8 @@ def resume(ctx: click.Context, as_json: bool) -> None:
       lifelean -w workspaces/demo resume
     """
     ws = Workspace.open(workspace_root(ctx).root)
-    if not ws.load_state().get("run"):
-        raise LifeleanError(f"{ws.root}: no run to resume; start one with `lifelean run`")
-    emit(run_workspace(ws, show_progress=not as_json), as_json, _render)
+    with ws.lock():
+        if ws.load_state().run is None:
+            raise LifeleanError(f"{ws.root}: no run to resume; start one with `lifelean run`")
+        summary = run_locked(ws, show_progress=not as_json)
+    emit(summary, as_json, _render)

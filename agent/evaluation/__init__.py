@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and tactic scores of held-out theorems, accuracy matrices, lifelong metrics."""

@@ -1,0 +1,125 @@
+"""Retrieval evaluation with ReProver's definitions (Yang et al. 2023, `retrieval/evaluate.py`).
+
+For every traced tactic with at least one positive premise in the corpus (positives = its annotated premises):
+Recall@k = |top-k ∩ positives| / |positives|, and the reciprocal rank = 1 / rank of the first positive among the
+`num_retrieved` (100, as ReProver) returned premises, 0 when none is returned. Scores are means over tactics;
+with no such tactic they are NaN (an empty cell of the accuracy matrix, not a zero).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from memory.embedder import Encoder
+
+NUM_RETRIEVED = 100
+
+
+@dataclass(frozen=True)
+class Hit:
+    full_name: str
+    score: float
+
+
+class VectorIndex:
+    """Premise vectors held in memory with exact dot-product search: the same `retrieve_by_vectors` as the
+    premise store, for corpora given as plain lists (benchmarks, temporary scoring)."""
+
+    def __init__(self, names: Sequence[str], vectors: np.ndarray):
+        self.names = list(names)
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+
+    @classmethod
+    def build(cls, names: Sequence[str], texts: Sequence[str], encoder: Encoder) -> "VectorIndex":
+        return cls(names, encoder.encode(list(texts)))
+
+    def premise_names(self) -> set[str]:
+        return set(self.names)
+
+    def retrieve_by_vectors(self, vectors: np.ndarray, k: int,
+                            accessible: Sequence[set[str] | None] | None = None) -> list[list[Hit]]:
+        scores = np.asarray(vectors, dtype=np.float32) @ self.vectors.T
+        out = []
+        for r, row in enumerate(scores):
+            allowed = accessible[r] if accessible is not None else None
+            order = np.argsort(-row, kind="stable")
+            hits = []
+            for i in order:
+                if allowed is None or self.names[i] in allowed:
+                    hits.append(Hit(self.names[i], float(row[i])))
+                    if len(hits) == k:
+                        break
+            out.append(hits)
+        return out
+
+
+def store_names(store: Any) -> set[str]:
+    """Premise names a store or index holds (cached by the store: no document is fetched per cell)."""
+    return set(store.premise_names())
+
+
+def eval_tactics(theorems: Iterable[Any], names: set[str]) -> list[tuple[str, set[str]]]:
+    """(state, positives) of every tactic with at least one positive in the corpus."""
+    out = []
+    for thm in theorems:
+        for tac in thm.tactics:
+            pos = {a.full_name for a in tac.annotations if a.full_name in names}
+            if pos:
+                out.append((tac.state_before, pos))
+    return out
+
+
+def ranking_scores(ranked: Sequence[Sequence[str]], positives: Sequence[set[str]],
+                   k: Sequence[int] = (1, 10)) -> dict[str, float]:
+    """Recall@k and MRR of ranked name lists against positive sets (ReProver's definitions)."""
+    n = len(positives)
+    out: dict[str, float] = {}
+    for kk in k:
+        out[f"recall@{kk}"] = (float(np.mean([len(set(r[:kk]) & p) / len(p) for r, p in zip(ranked, positives)]))
+                               if n else math.nan)
+    rr = []
+    for r, p in zip(ranked, positives):
+        rank = next((i + 1 for i, name in enumerate(r) if name in p), None)
+        rr.append(1.0 / rank if rank else 0.0)
+    out["mrr"] = float(np.mean(rr)) if n else math.nan
+    out["tactics"] = n
+    return out
+
+
+def retrieval_scores(query_encoder: Encoder, store: Any, theorems: Iterable[Any], k: Sequence[int] = (1, 10),
+                     num_retrieved: int = NUM_RETRIEVED) -> dict[str, float]:
+    """Score `query_encoder` against the premise vectors of `store` (a PremiseStore or a :class:`VectorIndex`)."""
+    tactics = eval_tactics(theorems, store_names(store))
+    if not tactics:
+        return ranking_scores([], [], k)
+    vectors = query_encoder.encode([s for s, _ in tactics])
+    hits = store.retrieve_by_vectors(vectors, max(num_retrieved, *k))
+    return ranking_scores([[h.full_name for h in row] for row in hits], [p for _, p in tactics], k)
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def bm25_tokens(text: str) -> list[str]:
+    """Words (dots and underscores split, lower-cased) and single symbols such as ∀ or →."""
+    return _TOKEN.findall(text.replace(".", " ").replace("_", " ").lower())
+
+
+def bm25_scores(names: Sequence[str], texts: Sequence[str], theorems: Iterable[Any], k: Sequence[int] = (1, 10),
+                num_retrieved: int = NUM_RETRIEVED) -> dict[str, float]:
+    """The same metrics for Okapi BM25 (Robertson & Zaragoza 2009; `rank_bm25`) over the premise texts."""
+    from rank_bm25 import BM25Okapi
+
+    tactics = eval_tactics(theorems, set(names))
+    if not tactics:
+        return ranking_scores([], [], k)
+    bm25 = BM25Okapi([bm25_tokens(t) or ["_"] for t in texts])
+    ranked = []
+    for state, _ in tactics:
+        scores = bm25.get_scores(bm25_tokens(state))
+        ranked.append([names[i] for i in np.argsort(-scores, kind="stable")[:max(num_retrieved, *k)]])
+    return ranking_scores(ranked, [p for _, p in tactics], k)

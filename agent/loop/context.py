@@ -1,0 +1,82 @@
+"""What the steps of one run share, rebuilt from disk on every (re)start: nothing here is state of its own."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from agent.config import RunConfig
+from agent.workspace import StreamEntry, Workspace, WorkspaceState
+from common.errors import LifeleanError
+from curriculum.lean_data import Repository
+
+Reporter = Callable[[str, dict[str, Any]], None]
+
+
+def quiet(event: str, info: dict[str, Any]) -> None:
+    return None
+
+
+class StepFailed(LifeleanError):
+    """A step could not write its outputs (disk full, permissions); nothing of it was recorded."""
+
+    exit_code = 1
+
+
+@dataclass
+class LoopContext:
+    ws: Workspace
+    config: RunConfig
+    state: WorkspaceState
+    report: Reporter = quiet
+    _repos: dict[str, Repository] = field(default_factory=dict, repr=False)
+    _query_encoder: Any = field(default=None, repr=False)
+    _corpus: tuple[tuple[str, ...], Any] | None = field(default=None, repr=False)
+
+    def repository(self, key: str) -> Repository:
+        if key not in self._repos:
+            self._repos[key] = self.ws.load_repository(key)
+        return self._repos[key]
+
+    def learned_names(self, upto_step: int) -> list[str]:
+        """Repository names the model has learned by the end of step `upto_step` (−1: none). The prover's
+        bank and replay may use exactly these: the lifelong setting never peeks at a later repository."""
+        return list(dict.fromkeys(e.name for e in self.state.started()
+                                  if e.step is not None and e.step <= upto_step and not e.forgotten))
+
+    def columns(self) -> list[StreamEntry]:
+        """The entries an evaluation row scores: every live entry, started or not (future ones give FWT)."""
+        return [e for e in self.state.started() if e.live] + self.state.pending()
+
+    def corpus(self) -> Any:
+        """Premises of every live repository: the candidates of training (one object per set of entries, so
+        its frozen document vectors are encoded once per run, not once per step)."""
+        from agent.learn.retriever import Corpus
+
+        keys = tuple(sorted(e.key for e in self.state.live()))
+        if self._corpus is None or self._corpus[0] != keys:
+            self._corpus = (keys, Corpus.from_repositories(self.repository(k) for k in keys))
+        return self._corpus[1]
+
+    def query_encoder(self, repo_name: str | None = None) -> Any:
+        """The current query tower: the newest checkpoint's (loaded once per step), or with `adapters` the
+        adapter of `repo_name` (LoRA per repository, selected at retrieval time)."""
+        from agent.workspace.checkpoints import load_query_encoder
+
+        if "adapters" in self.config.learning.strategy:
+            return load_query_encoder(self.ws, self.config, repo=repo_name)
+        if self._query_encoder is None:
+            self._query_encoder = load_query_encoder(self.ws, self.config)
+        return self._query_encoder
+
+    def weights_changed(self) -> None:
+        self._query_encoder = None
+
+    def proving_config(self) -> RunConfig:
+        """The config provers run with: when the generator is fine-tuned, its newest checkpoint is the model."""
+        if not self.config.learning.train_generator:
+            return self.config
+        from agent.workspace.checkpoints import current_generator_model
+
+        prover = dataclasses.replace(self.config.prover, model=current_generator_model(self.ws, self.config))
+        return dataclasses.replace(self.config, prover=prover)

@@ -1,0 +1,120 @@
+"""Step `evaluate` (and the baseline row): one row of the accuracy matrices.
+
+Row r is written after step r (−1: before any learning) and has a cell for every live entry of the stream,
+started or not: Recall@1/10 and MRR of the premise retriever on its held-out tactics, tactic@1/8 of the generator on the same steps (agent/evaluation/tactics.py), and the proof
+rate on its held-out test theorems. The whole row is computed before any line is written; a redone row appends again and
+readers keep the last record of a cell. Proofs found here are evaluation: they are never recorded in
+proofs.jsonl and never banked.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from agent.loop.context import LoopContext
+from agent.workspace import StreamEntry
+from common.atomic import append_jsonl
+from curriculum.lean_data import Repository
+
+BASELINE_ROW = -1
+
+
+def _nan_to_none(scores: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in scores.items()}
+
+
+def row_columns(ctx: LoopContext, row: int) -> list[StreamEntry]:
+    """The entries row `row` scores under `[evaluation] columns` (see agent/evaluation/config.py)."""
+    columns = ctx.columns()
+    if ctx.config.evaluation.columns == "all":
+        return columns
+    seen = [e for e in columns if e.step is not None and e.step <= row]
+    ahead = [e for e in columns if e.step is None or e.step > row]
+    return seen + ahead[:1]
+
+
+def sampled(theorems: list[Any], limit: int, seed: int, row: int, key: str) -> list[Any]:
+    """At most `limit` theorems, a sample seeded by (seed, row, column) and kept in their order."""
+    if not limit or len(theorems) <= limit:
+        return theorems
+    keep = sorted(random.Random(f"eval:{seed}:{row}:{key}").sample(range(len(theorems)), limit))
+    return [theorems[i] for i in keep]
+
+
+def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[dict[str, Any]]:
+    from agent.evaluation.retrieval import retrieval_scores
+    from agent.evaluation.tactics import tactic_scores
+    from agent.proving import held_out_theorems, prove_theorems
+    from agent.workspace.memory import open_store
+
+    bank_repos = ctx.learned_names(row)
+    store = open_store(ctx.ws, ctx.config)
+    shared_worker = _row_worker(ctx, bank_repos)
+    records = []
+    columns = row_columns(ctx, row)
+    for entry in columns:
+        repo = ctx.repository(entry.key)
+        held_out = held_out_theorems(repo)
+        tests = sampled(held_out, ctx.config.evaluation.sample, ctx.config.seed, row, entry.key)
+        rec: dict[str, Any] = {"kind": "eval", "step": row, "after": after.key if after else None,
+                               "repo": entry.key, "theorems": len(tests), "held_out": len(held_out)}
+        if tests:
+            encoder = ctx.query_encoder(repo.name)
+            rec.update(_nan_to_none(retrieval_scores(encoder, store, tests)))
+            worker = shared_worker or _worker(ctx, bank_repos, encoder)
+            rec.update(_nan_to_none(tactic_scores(worker.generator, tests, ctx.config.seed)))
+            results = prove_theorems(ctx.ws, ctx.proving_config(), repo, tests, query_encoder=encoder,
+                                     bank_repos=bank_repos, record=False, worker=shared_worker)
+            rec["proof_rate"] = sum(1 for r in results if r.proved) / len(tests)
+            rec["not_replayable"] = sum(1 for r in results if r.stop_reason == "not_replayable")
+        else:
+            rec.update({"recall@1": None, "recall@10": None, "mrr": None, "tactics": 0, "proof_rate": None,
+                        "tactic@1": None, "tactic@8": None, "tactic_steps": 0})
+        records.append(rec)
+        ctx.report("evaluated", {"repo": repo.name, "done": len(records), "of": len(columns)})
+    for rec in records:
+        append_jsonl(ctx.ws.metrics_path, rec)
+    return records
+
+
+def _row_worker(ctx: LoopContext, bank_repos: list[str]) -> Any:
+    """One prover for a whole evaluation row, instead of opening the store and bank once per repository.
+
+    Only when that cannot change results: without per-repository adapters (each needs its own query
+    tower) and without online learning (a shared worker would carry what it learns across repositories).
+    """
+    config = ctx.proving_config()
+    if ("adapters" in config.learning.strategy or config.prover.learn_online or config.prover.workers != 1
+            or config.prover.ray_address):
+        return None
+    return _worker(ctx, bank_repos, ctx.query_encoder())
+
+
+def _worker(ctx: LoopContext, bank_repos: list[str], query_encoder: Any) -> Any:
+    from agent.proving import ProverWorker, worker_spec
+
+    repos = {ctx.repository(e.key).name: ctx.repository(e.key) for e in ctx.columns()}
+    return ProverWorker(worker_spec(ctx.ws, ctx.proving_config(), repos, query_encoder=query_encoder,
+                                    bank_repos=bank_repos))
+
+
+def due(ctx: LoopContext, entry: StreamEntry) -> bool:
+    """Whether this step's row is evaluated under `[evaluation] every` (the last entry of a plan always is)."""
+    assert entry.step is not None
+    last = not any(e.step is None or (e.step > entry.step and not e.finished) for e in ctx.state.plan()
+                   if e is not entry)
+    return last or (entry.step + 1) % ctx.config.evaluation.every == 0
+
+
+def step_evaluate(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> dict[str, Any]:
+    assert entry.step is not None
+    if not due(ctx, entry):
+        return {"skipped": f"[evaluation] every = {ctx.config.evaluation.every}"}
+    records = evaluate_row(ctx, row=entry.step, after=entry)
+    own = next(r for r in records if r["repo"] == entry.key)
+    return {"recall@10": own.get("recall@10"), "proof_rate": own.get("proof_rate")}
+
+
+def run_baseline(ctx: LoopContext) -> dict[str, Any]:
+    """Row −1: the untrained encoder and an empty bank, which FWT is measured against."""
+    return {"cells": len(evaluate_row(ctx, BASELINE_ROW, None))}

@@ -1,0 +1,50 @@
+"""The options a stream's steps compute with, fixed once the stream has started (issue "Results you can
+trust", item 11): results stay labelled with the options that produced them."""
+from __future__ import annotations
+
+from typing import Any
+
+from agent.config import RunConfig
+from common.config_base import to_dict
+from common.errors import InputError
+
+# Settings that change how fast or where work runs, never what a step computes.
+RESOURCE_OPTIONS = {
+    ("memory", "chroma_url"), ("memory", "batch_size"), ("memory", "retrieve_filter"),
+    ("prover", "workers"), ("prover", "ray_address"), ("prover", "vllm_url"),
+    ("learning", "keep_checkpoints"), ("learning", "snapshot_seconds"), ("curriculum", "strategy"),
+}
+
+
+def stream_options(config: RunConfig) -> dict[str, Any]:
+    """Every option that changes what a step computes, as plain data."""
+    data = to_dict(config)
+    for section, key in RESOURCE_OPTIONS:
+        data.get(section, {}).pop(key, None)
+    return data
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_options(recorded: dict[str, Any], config: RunConfig) -> list[str]:
+    """`key: old -> new` for every option that differs from what the stream was started with."""
+    old, new = _flat(recorded), _flat(stream_options(config))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def refuse_changed_options(recorded: dict[str, Any], config: RunConfig, workspace: str) -> None:
+    """A started stream keeps its options; a change is refused, naming the way out."""
+    changes = changed_options(recorded, config)
+    if changes:
+        raise InputError(
+            f"{workspace}: the stream already started with other options ({'; '.join(changes[:3])}"
+            f"{'; ...' if len(changes) > 3 else ''}); its results would be mislabelled. Start a new workspace "
+            f"for these options (lifelean -w NEW run ...), or restore lifelean.toml")

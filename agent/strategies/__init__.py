@@ -1,5 +1,0 @@
-"""Stability-plasticity strategies for repository-by-repository training (one module each)."""
-from agent.strategies import adapters, distill, ewc, merge, naive, replay  # noqa: F401  (registration)
-from agent.strategies.base import REGISTRY, RepoContext, Strategy, build_strategies
-
-__all__ = ["REGISTRY", "RepoContext", "Strategy", "build_strategies"]
