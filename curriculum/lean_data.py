@@ -628,7 +628,6 @@ class Dataset:
     theorems: tuple[Theorem, ...]
     premise_files: tuple[PremiseFile, ...]
     metadata: dict[str, Any]
-    traced_files: tuple[str, ...] = ()
 
 
 def _present(path: Path) -> bool:
@@ -692,14 +691,7 @@ def load_dataset(root: str | Path, split_strategy: str = "random") -> Dataset:
         metadata = read_json_file(meta_path, root)
         if not isinstance(metadata, dict):
             raise DataError(meta_path, f"expected a JSON object, got {type(metadata).__name__}")
-    traced: list[str] = []
-    tf_path = root / "traced_files.jsonl"
-    if _present(tf_path):
-        for n, rec in iter_jsonl(tf_path, root):
-            if not isinstance(rec, dict):
-                raise DataError(tf_path, f"expected a JSON object, got {type(rec).__name__}", record=n)
-            traced.append(_path(rec, "path", tf_path, n, "path"))
-    return Dataset(root, theorems, load_corpus(root / "corpus.jsonl", root), metadata, tuple(traced))
+    return Dataset(root, theorems, load_corpus(root / "corpus.jsonl", root), metadata)
 
 
 def dir_prefix(path: str, depth: int) -> str:

@@ -264,10 +264,6 @@ class PremiseStore:
         removed = len(old_names - set(new))
         return IndexReport(embedded=embedded, unchanged=unchanged, removed=removed)
 
-    def update_repo(self, repo: Repository, progress: bool = False) -> IndexReport:
-        """Same as :meth:`add_repo`: the diff against what is stored under `repo.name` does the work."""
-        return self.add_repo(repo, progress=progress)
-
     def forget_repo(self, name: str, commit: str | None = None) -> int:
         """Delete the premises of repository `name` (of one commit, or all); returns how many."""
         self._writable()

@@ -366,3 +366,22 @@ def test_fuzz(name):
 def test_fuzz_slow(name):
     _need_data()
     SLOW(given(st.data())(PROPERTIES[name]))()
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(raw=st.one_of(st.binary(max_size=300),
+                     st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+                                  lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+                                      st.sampled_from(["matrix", "baseline", "x"]), kids, max_size=3),
+                                  max_leaves=30).map(lambda v: json.dumps(v).encode())))
+def test_fuzz_matrix_file(tmp_path_factory, raw):
+    """`lifelean metrics MATRIX.json`: anything either loads or is one LifeleanError line."""
+    from agent.commands.metrics import read_matrix_file
+
+    path = tmp_path_factory.mktemp("m") / "matrix.json"
+    path.write_bytes(raw)
+    try:
+        read_matrix_file(path)
+    except LifeleanError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)

@@ -262,12 +262,6 @@ def test_def_path_and_corpus_path_must_stay_inside(tmp_path, bad):
     _raises(_jsonl_dataset(tmp_path / "e", [theorem_record()], corpus), "corpus.jsonl: record 1: field 'path'")
 
 
-def test_traced_files_paths_must_stay_inside(tmp_path):
-    root = _jsonl_dataset(tmp_path / "d", [theorem_record()])
-    (root / "traced_files.jsonl").write_text(json.dumps({"path": "/etc/shadow"}) + "\n")
-    _raises(root, "traced_files.jsonl: record 1: field 'path'")
-
-
 def test_symlinked_split_file_outside_the_dataset_is_refused(tmp_path):
     (tmp_path / "ds" / "random").mkdir(parents=True)
     outside = tmp_path / "outside.json"

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     from agent.workspace import memory as memory_ops
     ws = Workspace.open(sys.argv[1])
     state = ws.load_state()
-    repos = [ws.load_repository(e["key"]) for e in state["repos"]]
+    repos = [ws.load_repository(e.key) for e in state.entries]
     memory_ops.index_repositories(ws, state, repos)
     print("finished", flush=True)
 """)
@@ -58,7 +58,7 @@ def test_kill_during_add_then_repair(tmp_path, b4_sample, encoder) -> None:
     assert proc.returncode == -signal.SIGKILL, "the indexer finished before it could be killed"
 
     state = ws.load_state()
-    done = [e["key"] for e in state["repos"] if e.get("indexed")]
+    done = [e.key for e in state.entries if e.indexed]
     assert 1 <= len(done) < len(repos)
     store = memory_ops.open_store(ws, encoder=encoder)
     by_key = {r.key: r for r in repos}
@@ -67,7 +67,7 @@ def test_kill_during_add_then_repair(tmp_path, b4_sample, encoder) -> None:
 
     report = memory_ops.repair(ws, state)
     state = ws.load_state()
-    assert all(e.get("indexed") for e in state["repos"])
+    assert all(e.indexed for e in state.entries)
     assert set(report) == set(by_key) - set(done)
     store = memory_ops.open_store(ws, encoder=encoder)
     bank = memory_ops.open_bank(ws, encoder=encoder)

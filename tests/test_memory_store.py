@@ -45,7 +45,7 @@ def test_add_update_forget(store: PremiseStore, tmp_path, encoder) -> None:
     changed["Nat.add_comm"] = "theorem Nat.add_comm (a b : Nat) : a + b = b + a"
     del changed["Set.mem_union"]
     changed["Int.neg_neg"] = "theorem Int.neg_neg (a : Int) : - -a = a"
-    report = store.update_repo(_repo("lib", "c2", changed))
+    report = store.add_repo(_repo("lib", "c2", changed))
     assert (report.embedded, report.unchanged, report.removed) == (2, 2, 1)
     assert store.repos() == {"lib": {"c2": 4}}
     got = store.collection.get(ids=["lib@c2:Nat.mul_comm"], include=["embeddings", "metadatas"])

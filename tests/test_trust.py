@@ -139,3 +139,17 @@ def test_adhoc_prove_results_do_not_mix_into_the_runs(finished, tmp_path):
     after = _json(ws, "status")["counts"]
     assert (after["prove_attempted"], after["proved"]) == (before["prove_attempted"], before["proved"])
     assert _json(ws, "run")["attempted"] == before["prove_attempted"]
+
+
+def test_commands_that_only_read_leave_the_workspace_byte_identical(finished, tmp_path, data):
+    """Issue "Hostile and malformed data", item 3: readers never write, the premise store included."""
+    ws = _copy(finished, tmp_path)
+    before = _tree_hash(ws)
+    item = _json(ws, "memory", "list")[0]["id"]
+    for args in (("status", "--json"), ("metrics", "--json"), ("curriculum", "--json"), ("memory", "stats"),
+                 ("memory", "list", "--repo", "Demo/B"), ("memory", "search", trust_data.GOAL, "--k", "3"),
+                 ("memory", "show", str(item)), ("memory", "show", "B.foo_eq"),
+                 ("evaluate", str(data), "--split", "test", "--json")):
+        proc = lf.run(ws, *args, check=False)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert _tree_hash(ws) == before, args

@@ -35,19 +35,42 @@ LABELS = (
 
 
 def _entry(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isinf(value))
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return not math.isinf(float(value))
+    except OverflowError:   # an integer beyond float range
+        return False
+
+
+MAX_MATRIX_BYTES = 64 << 20   # a 1,000 x 1,000 matrix of floats is about 20 MB of JSON
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_matrix_file(path: Path) -> tuple[list[list[float | None]], list[float | None] | None]:
     """Parse and validate MATRIX.json; any problem is an :class:`InputError` naming the file."""
     try:
+        if path.stat().st_size > MAX_MATRIX_BYTES:
+            raise InputError(f"{path}: {path.stat().st_size} bytes is too large for an accuracy matrix "
+                             f"(limit {MAX_MATRIX_BYTES}); expected {EXPECTED}")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: file not found; expected a JSON file {EXPECTED}") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory; expected a JSON file {EXPECTED}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc}); expected {EXPECTED}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; expected a JSON file {EXPECTED}") from None
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError, huge integers, deep nesting
+        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: not valid JSON ({first}); expected {EXPECTED}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc}); expected a JSON file {EXPECTED}") from None
     if isinstance(data, list):
         data = {"matrix": data}
     if not isinstance(data, dict) or "matrix" not in data:
@@ -62,14 +85,14 @@ def read_matrix_file(path: Path) -> tuple[list[list[float | None]], list[float |
                              f"expected {T} (one per row)")
         for j, v in enumerate(row):
             if not _entry(v):
-                raise InputError(f"{path}: matrix[{i}][{j}] is {json.dumps(v)}; expected a finite number or null")
+                raise InputError(f"{path}: matrix[{i}][{j}] is {_show(v)}; expected a finite number or null")
     if baseline is not None:
         if not isinstance(baseline, list) or len(baseline) != T:
-            got = f"{len(baseline)} entries" if isinstance(baseline, list) else json.dumps(baseline)
+            got = f"{len(baseline)} entries" if isinstance(baseline, list) else _show(baseline)
             raise InputError(f"{path}: \"baseline\" must be a list of {T} entries (one per column), got {got}")
         for j, v in enumerate(baseline):
             if not _entry(v):
-                raise InputError(f"{path}: baseline[{j}] is {json.dumps(v)}; expected a finite number or null")
+                raise InputError(f"{path}: baseline[{j}] is {_show(v)}; expected a finite number or null")
     return matrix, baseline
 
 
