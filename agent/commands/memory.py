@@ -295,18 +295,23 @@ def bank_id(text: str) -> int | None:
     return int(t) if t.isdigit() else None
 
 
-def find_premises(store: Any, text: str) -> list[Any]:
-    """Stored premises matching a full id, an id with a short commit, or a bare full name."""
+def workspace_premises(ws: Any, text: str) -> list[dict[str, Any]]:
+    """Premises of the workspace's live, indexed repositories matching a full id, an id with a short commit,
+    or a bare full name, read from the imported repositories themselves: the premise store holds exactly these,
+    so a lookup needs neither chromadb nor a model (well under a second)."""
     m = PREMISE_ID.match(text)
-    if m:
-        where = {"$and": [{"repo": m["repo"]}, {"full_name": m["name"]}]}
-    else:
-        where = {"full_name": text}
-    ids = store.collection.get(where=where, include=[])["ids"]
-    rows = store.get(ids) if ids else []
-    if m:
-        rows = [r for r in rows if r.commit.lower().startswith(m["commit"].lower())]
-    return sorted(rows, key=lambda r: r.id)
+    name = m["name"] if m else text
+    out = []
+    for e in ws.load_state().live():
+        if e.indexed is None or (m and (e.name != m["repo"] or not e.commit.lower().startswith(m["commit"].lower()))):
+            continue
+        seen: set[str] = set()
+        for p in ws.load_repository(e.key).premises:
+            if p.full_name == name and p.full_name not in seen:
+                seen.add(p.full_name)
+                out.append({"id": f"{e.name}@{e.commit}:{p.full_name}", "full_name": p.full_name, "repo": e.name,
+                            "commit": e.commit, "path": p.path, "code": p.code})
+    return sorted(out, key=lambda r: r["id"])
 
 
 @memory.command(short_help="Show a bank item ('#593') or a premise (id or name).")
@@ -329,19 +334,16 @@ def show(ctx: click.Context, item_id: str, as_json: bool) -> None:
         _, _, bank = _open_bank_only(ctx)
         data: dict[str, Any] = {"type": "bank_item", "id": number, **bank.get(number).to_json()}
     else:
-        _, _, store, _ = _open(ctx)
-        found = find_premises(store, item_id)
+        found = workspace_premises(workspace_from(ctx), item_id)
         if not found:
             raise InputError(f"memory show {item_id}: no such bank item or premise (bank items: '#593'; premises: "
                              "repo@commit:full_name, a short commit, or a bare full name; see `lifelean memory "
                              "search`)")
         if len(found) > 1:
             raise InputError(f"memory show {item_id}: {len(found)} premises have this name; give one of: "
-                             + "; ".join(short_premise_id(p.id) for p in found[:10])
+                             + "; ".join(short_premise_id(p["id"]) for p in found[:10])
                              + (" …" if len(found) > 10 else ""))
-        p = found[0]
-        data = {"type": "premise", "id": p.id, "full_name": p.full_name, "repo": p.repo, "commit": p.commit,
-                "path": p.path, "code": p.code}
+        data = {"type": "premise", **found[0]}
 
     def render(d: dict[str, Any]) -> None:
         for key, value in d.items():
