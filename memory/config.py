@@ -17,11 +17,10 @@ class MemoryConfig:
                                     "under the workspace")
     bank_budget_bytes: int = option(64 * 1024 * 1024, "byte budget of the compressed memory bank; repositories are "
                                     "evicted from evenly when it is exceeded")
-    bank_quantization: Literal["int8", "int4", "sq6", "pq"] = option(
+    bank_quantization: Literal["int8", "int4", "sq6"] = option(
         "sq6", "how bank vectors are compressed (one code per distinct state): 'sq6' (faiss 6-bit per-dimension "
         "scalar quantizer: 8.1x smaller than raw JSON + float32 at top-10 overlap 0.983 on the bundled sample, "
-        "bench/memory.py), 'pq' (faiss product quantization PQ192x8; its codebook pays off only in banks of "
-        "many thousands of items), 'int8' (6.6x, 0.994) or 'int4' (10.7x, 0.91) scalar codes with one scale per "
+        "bench/memory.py), 'int8' (6.6x, 0.994) or 'int4' (10.7x, 0.91) scalar codes with one scale per "
         "vector. A trained codec is stored in the bank once and never re-trained")
     retrieve_filter: Literal["overfetch", "where"] = option(
         "overfetch", "how retrieval applies accessibility: fetch more neighbours and filter them here "
