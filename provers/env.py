@@ -16,6 +16,7 @@ Two implementations:
 """
 from __future__ import annotations
 
+import abc
 import re
 from dataclasses import dataclass
 import time
@@ -235,7 +236,7 @@ def proof_block(tactics: Sequence[str], indent: int = 2) -> str:
     return "by\n" + "\n".join(pad + t.replace("\n", "\n" + pad) for t in tactics)
 
 
-class LeanSessionEnv:
+class LeanSessionEnv(abc.ABC):
     """The time-out and whole-proof discipline that every real-Lean backend shares.
 
     Why: Lean keeps running a timed-out tactic, and neither LeanDojo nor the REPL matches replies to requests,
@@ -264,20 +265,21 @@ class LeanSessionEnv:
         self._open_now = False
 
     # -- backend hooks -------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _open(self) -> tuple[str, Any]:
         """Start Lean on the theorem: (initial state text, its handle); EnvInitError when it cannot."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _step(self, handle: Any, tactic: str) -> tuple[TacticResult, Any]:
         """Run `tactic` on `handle`: (result, handle of the new state or None); TacticTimeout on time-out."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """End the current Lean session (the next call opens a fresh one)."""
 
+    @abc.abstractmethod
     def _check(self, tactics: Sequence[str]) -> str | None:
         """Lean's verdict on the whole proof as one piece of source: None = accepted, else why not."""
-        raise NotImplementedError
 
     # -- Env protocol ---------------------------------------------------------------------------------------
     @property
