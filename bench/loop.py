@@ -2,7 +2,8 @@
 
 Runs `lifelean run` on ../shared/data/leandojo_b4_sample (--split-by-dir 2) in a fresh workspace as a
 real subprocess, then prints: wall seconds per step type (from the loop's own timing records) with
-their share, peak resident memory of the run, and the cost of resuming: one finished step is marked
+their share, peak resident memory of the run and how much of it each step type raised (the records carry
+the process's peak after each step), and the cost of resuming: one finished step is marked
 undone and `lifelean resume` is timed; its wall time minus the step's own time is the fixed cost of a
 restart (loading state, models, the store), shown next to the median step size.
 
@@ -60,12 +61,22 @@ def main() -> None:
         per_phase[r["phase"]].append(r["seconds"])
     total = sum(sum(v) for v in per_phase.values())
     print(f"full run: {wall:.1f} s wall, {total:.1f} s inside steps, peak RSS {peak_mb:.0f} MiB\n")
-    print(f"{'step':<10} {'count':>5} {'total s':>9} {'share':>7} {'median s':>9} {'max s':>7}")
+    # Which step type raised the peak: each timing record carries the process's peak RSS after the step.
+    raised: dict[str, float] = defaultdict(float)
+    top: dict[str, float] = defaultdict(float)
+    previous = 0.0
+    for r in recs:
+        peak = r.get("peak_rss_mb") or previous
+        raised[r["phase"]] += max(peak - previous, 0.0)
+        top[r["phase"]] = max(top[r["phase"]], peak)
+        previous = max(previous, peak)
+    print(f"{'step':<10} {'count':>5} {'total s':>9} {'share':>7} {'median s':>9} {'max s':>7} "
+          f"{'peak MB':>8} {'raised MB':>9}")
     for phase in ("baseline", "index", "learn", "prove", "bank", "evaluate"):
         v = per_phase.get(phase, [])
         if v:
             print(f"{phase:<10} {len(v):>5} {sum(v):>9.2f} {sum(v) / total:>7.1%} {statistics.median(v):>9.3f} "
-                  f"{max(v):>7.2f}")
+                  f"{max(v):>7.2f} {top[phase]:>8.0f} {raised[phase]:>9.0f}")
 
     # Cost of resuming: redo the last evaluate step and subtract its own time.
     state_path = ws / "state.json"

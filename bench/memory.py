@@ -39,7 +39,7 @@ class CachedEncoder:
         self.inner, self.cache, self.calls = encoder, {}, 0
         self.version, self.dim = encoder.version, encoder.dim
 
-    def encode(self, texts, progress: bool = False, desc: str = "embedding") -> np.ndarray:
+    def encode(self, texts, progress: bool = False, desc: str = "embedding", memo: bool = True) -> np.ndarray:
         texts = list(texts)
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         if missing:

@@ -291,7 +291,7 @@ class MemoryBank:
         if not fresh:
             return 0
         fresh.sort(key=lambda it: it.repo)  # blocks of one repository compress together and compact cleanly
-        vectors = self.encoder.encode([it.state for it in fresh], progress=progress, desc="bank")
+        vectors = self.encoder.encode([it.state for it in fresh], progress=progress, desc="bank", memo=False)
         codec = self._codec(fresh)
         records: list[bytes] = []
         seg_name = self._current_segment()["file"]
@@ -328,7 +328,7 @@ class MemoryBank:
         # Content-defined sample, encoded afresh in one fixed batching: the same text encoded in another
         # batch differs in the last float bits, which would make the codec depend on how items arrived.
         order = sorted(states, key=lambda st: hashlib.sha1(st.encode("utf-8")).hexdigest())[:CODEC_MAX_TRAIN]
-        codec = FaissCodec.train(name, self.encoder.encode(order))
+        codec = FaissCodec.train(name, self.encoder.encode(order, memo=False))
         data = codec.to_bytes()
         digest = codec_digest(data)
         file = f"codec-{name}-{digest[:12]}.faiss"

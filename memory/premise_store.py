@@ -220,6 +220,19 @@ class PremiseStore:
         got = self._get_all({"repo": repo} if repo else None, ["metadatas", "documents"])
         return [self._row(i, m, d, 0.0) for i, m, d in zip(got["ids"], got["metadatas"], got["documents"])]
 
+    def embeddings(self, ids: Sequence[str]) -> np.ndarray | None:
+        """The stored vectors of premise `ids` (see :func:`premise_id`), in that order; None when any is missing.
+        Training reads its frozen document vectors here instead of embedding the whole corpus again in every
+        process (at 100k premises that is minutes per step)."""
+        ids = list(ids)
+        by_id: dict[str, Any] = {}
+        for start in range(0, len(ids), CHROMA_BATCH):
+            got = self.collection.get(ids=ids[start:start + CHROMA_BATCH], include=["embeddings"])
+            by_id.update(zip(got["ids"], got["embeddings"]))
+        if len(by_id) < len(set(ids)):
+            return None
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32).reshape(len(ids), -1)
+
     def get(self, ids: Sequence[str]) -> list[RetrievedPremise]:
         got = self.collection.get(ids=list(ids), include=["metadatas", "documents"])
         return [self._row(i, m, d, 0.0) for i, m, d in zip(got["ids"], got["metadatas"], got["documents"])]
@@ -285,7 +298,7 @@ class PremiseStore:
             bar = tqdm(total=len(premises), desc=f"embedding {repo.name}", unit="premise", leave=False)
         for start in range(0, len(premises), EMBED_CHUNK):
             chunk = premises[start:start + EMBED_CHUNK]
-            vectors = self.encoder.encode([premise_text(p.full_name, p.code, p.path) for p in chunk],
+            vectors = self.encoder.encode([premise_text(p.full_name, p.code, p.path) for p in chunk], memo=False,
                                           progress=progress and bar is None)
             self._upsert(repo, chunk, vectors)
             if bar is not None:

@@ -47,6 +47,18 @@ def test_kill_during_training_then_resume_matches_clean_run(stream, clean_run, t
     lf.assert_same_end_state(lf.end_state(ws), clean_run[2])
 
 
+@pytest.mark.slow
+def test_a_run_spread_over_ray_gives_the_clean_runs_cells_and_proofs(stream, clean_run, tmp_path):
+    pytest.importorskip("ray")
+    ws = tmp_path / "ws"
+    lf.prepare_workspace(ws)
+    (ws / "lifelean.toml").write_text((ws / "lifelean.toml").read_text().replace("[prover]", "[prover]\nworkers = 2"))
+    lf.run(ws, "run", str(stream), "--split-by-dir", "2", "--ray", "local", "--json", timeout=900)
+    assert "ray" not in (ws / "lifelean.toml").read_text()          # a per-invocation resource option
+    ray_end, clean_end = lf.end_state(ws), clean_run[2]
+    assert ray_end["cells"] == clean_end["cells"] and ray_end["proofs"] == clean_end["proofs"]
+
+
 def test_second_run_on_the_same_workspace_is_refused(stream, tmp_path):
     import time
 

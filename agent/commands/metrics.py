@@ -141,6 +141,11 @@ def _render_run(data: dict[str, Any]) -> None:
     Console().print(table)
     from agent.commands._common import echo_wrapped
 
+    for score in scores:
+        ci = (data.get(score) or {}).get("ci95") or {}
+        shown = [f"{name.upper()} [{v[0]:.3f}, {v[1]:.3f}]" for name, v in ci.items() if v]
+        if shown:
+            echo_wrapped(f"95% interval over repositories, {score}: " + ", ".join(shown))
     echo_wrapped("— = undefined (e.g. BWT needs two steps, WF5 needs more than five; FWT needs a baseline).")
 
 

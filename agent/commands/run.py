@@ -199,7 +199,7 @@ def _own_cell(ws: Workspace | None, step: Any) -> dict[str, Any] | None:
         return None
 
 
-def run_locked(ws: Workspace, show_progress: bool) -> dict[str, Any]:
+def run_locked(ws: Workspace, show_progress: bool, ray_address: str | None = None) -> dict[str, Any]:
     """Run the loop (the caller holds the lock) with the display; Ctrl-C says what was kept and how to go on."""
     from agent.evaluation.matrices import loop_proof_records, workspace_metrics
     from agent.loop import run_stream
@@ -207,7 +207,7 @@ def run_locked(ws: Workspace, show_progress: bool) -> dict[str, Any]:
     console = Console(stderr=True)
     try:
         with LiveDisplay(show_progress, ws) as display:
-            summary = run_stream(ws, display)
+            summary = run_stream(ws, display, ray_address=ray_address)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/yellow]: every finished step is saved; the step in flight will be "
                       f"redone. Continue with: lifelean -w {ws.root} resume")
@@ -237,6 +237,13 @@ def _render(summary: dict[str, Any]) -> None:
     console.print(f"report: lifelean -w {summary['workspace']} report --open")
 
 
+ray_option = click.option(
+    "--ray", "ray_address", default=None, metavar="auto|ADDRESS|local",
+    help="Spread proof search and the evaluation rows' proofs over a Ray cluster for this invocation: one pool "
+         "of `[prover] workers` actors per step (0 = one per CPU here); not saved, changes no result; needs "
+         "`pip install 'lifelean[cluster]'`. 'local' starts Ray on this machine.")
+
+
 @click.command("run")
 @click.argument("sources", nargs=-1)
 @click.option("--split-by-dir", type=int, default=None, metavar="N", help="As for `add`: one repository per "
@@ -254,11 +261,12 @@ def _render(summary: dict[str, Any]) -> None:
 @click.option("--seed", type=int, default=None, help="Random seed, saved for `resume` [default: 3407]. Options "
               "that change results (--seed, --strategy, --generator) are fixed once the stream has started: use a "
               "new workspace for other ones.")
+@ray_option
 @json_option
 @click.pass_context
 def run(ctx: click.Context, sources: tuple[str, ...], split_by_dir: int | None, name: str | None,
         strategy: str | None, generator: str | None, curriculum: str | None, env_kind: str | None, seed: int | None,
-        as_json: bool) -> None:
+        ray_address: str | None, as_json: bool) -> None:
     """Run the lifelong loop: add SOURCES (what `add` accepts, or a text file listing them, one per
     line), order the stream by the curriculum, and for each repository index its premises, fine-tune
     the retriever, try to prove its open theorems, store what was learned in the memory bank, and
@@ -298,14 +306,15 @@ def run(ctx: click.Context, sources: tuple[str, ...], split_by_dir: int | None, 
             state = ws.load_state()
             refresh_curriculum(ws, state, config.curriculum.strategy)
             ws.save_state(state)
-        summary = run_locked(ws, show_progress=not as_json)
+        summary = run_locked(ws, show_progress=not as_json, ray_address=ray_address)
     emit(summary, as_json, _render)
 
 
 @click.command("resume")
+@ray_option
 @json_option
 @click.pass_context
-def resume(ctx: click.Context, as_json: bool) -> None:
+def resume(ctx: click.Context, ray_address: str | None, as_json: bool) -> None:
     """Continue the workspace's run at its first unfinished step, with its saved seed and options.
 
     \b
@@ -316,5 +325,5 @@ def resume(ctx: click.Context, as_json: bool) -> None:
     with ws.lock():
         if ws.load_state().run is None:
             raise LifeleanError(f"{ws.root}: no run to resume; start one with `lifelean run`")
-        summary = run_locked(ws, show_progress=not as_json)
+        summary = run_locked(ws, show_progress=not as_json, ray_address=ray_address)
     emit(summary, as_json, _render)

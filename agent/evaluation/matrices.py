@@ -87,14 +87,22 @@ def read_matrices(ws: Workspace, state: WorkspaceState | None = None) -> RunMatr
 
 
 def metrics_of(run: RunMatrices) -> dict[str, Any]:
-    """The lifelong metrics of `run` over Recall@10, tactic@8 and proof rate, JSON-safe (rounded to 1e-9)."""
+    """The lifelong metrics of `run` over Recall@10, tactic@8 and proof rate, JSON-safe (rounded to 1e-9).
+    Each block has `ci95`: 95% bootstrap intervals of ACC, BWT and FWT over repositories
+    (agent/evaluation/bootstrap.py), [low, high] or None with fewer than two terms; with `[evaluation] sample`
+    they show how far a bounded evaluation's figures can be trusted."""
+    from agent.evaluation.bootstrap import metric_intervals
+
     out: dict[str, Any] = {}
     for score in HEADLINE:
         if run.steps == 0:
             out[score] = None
             continue
         b = run.baselines.get(score)
-        out[score] = M.suite(run.matrices[score], None if b is None else list(b))
+        baseline = None if b is None else list(b)
+        out[score] = M.suite(run.matrices[score], baseline)
+        out[score]["ci95"] = {name: (None if iv["low"] is None else [iv["low"], iv["high"]])
+                              for name, iv in metric_intervals(run.matrices[score], baseline).items()}
     out["steps"] = run.steps
     out["repos"] = list(run.repos)
     return M.json_safe(out)

@@ -22,6 +22,9 @@ class LearningConfig:
                             "(each batch with its replay share), up to max_epochs; 0 = exactly `epochs`")
     max_epochs: int = option(8, "passes over one repository at most when min_steps asks for more")
     batch_size: int = option(16, "training pairs per batch")
+    micro_batch: int = option(8, "proof states per forward pass, grouped by token length: the same loss and "
+                              "gradients as one padded pass over the batch, for about half the compute and "
+                              "activation memory (memory/embedder.py Encoder.embed)")
     lr: float = option(5e-5, "AdamW learning rate (bench/forgetting.py: 5e-5 learns a repository in one epoch)")
     weight_decay: float = option(0.01, "AdamW weight decay")
     grad_clip: float = option(1.0, "gradient-norm clipping (LeanAgent: 1.0); 0 = off")
@@ -52,6 +55,9 @@ class LearningConfig:
     generator_batch_size: int = option(8, "generator: (prompt, tactic) pairs per batch")
     generator_max_examples: int = option(1000, "generator: training pairs per repository at most")
     generator_max_length: int = option(512, "generator: prompt + tactic tokens at most")
+    processes: int = option(1, "processes that train the retriever together, one per GPU (torchrun + PyTorch "
+                            "DistributedDataParallel, NCCL on GPUs, gloo on CPUs; each takes an equal share of every "
+                            "batch's rows); 1 = train in the loop's own process")
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.strategy if s not in STRATEGIES]
@@ -61,8 +67,8 @@ class LearningConfig:
             raise ValueError("strategy 'frozen' (no training) cannot be combined with others")
         if not 0.0 <= self.replay_ratio < 1.0:
             raise ValueError(f"replay_ratio must be in [0, 1), got {self.replay_ratio}")
-        if self.epochs < 0 or self.batch_size < 2:
-            raise ValueError("epochs must be >= 0 and batch_size >= 2")
+        if self.epochs < 0 or self.batch_size < 2 or self.micro_batch < 1:
+            raise ValueError("epochs must be >= 0, batch_size >= 2 and micro_batch >= 1")
         if self.temperature <= 0 or self.distill_temperature <= 0:
             raise ValueError("temperatures must be positive")
         if not 0.0 < self.ewc_gamma <= 1.0:
@@ -73,3 +79,5 @@ class LearningConfig:
             raise ValueError("min_steps and mined_negatives must be >= 0, max_epochs >= 1")
         if self.hard_negatives < 0 or self.ewc_samples < 1 or self.lora_rank < 1:
             raise ValueError("hard_negatives must be >= 0, ewc_samples and lora_rank >= 1")
+        if self.processes < 1:
+            raise ValueError(f"processes must be at least 1, got {self.processes}")

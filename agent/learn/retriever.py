@@ -48,6 +48,7 @@ class Corpus:
     names: list[str]
     texts: list[str]
     paths: list[str]
+    ids: list[str] = field(default_factory=list)    # premise-store ids, when built from repositories
     index: dict[str, int] = field(init=False)
     by_path: dict[str, list[int]] = field(init=False)
 
@@ -69,7 +70,7 @@ class Corpus:
 
         cached = self.__dict__.get("_vectors")
         if cached is None or cached[0] != encoder.version:
-            cached = (encoder.version, torch.from_numpy(encoder.encode(self.texts)))
+            cached = (encoder.version, torch.from_numpy(encoder.encode(self.texts, memo=False)))
             self.__dict__["_vectors"] = cached
         return cached[1]
 
@@ -80,7 +81,9 @@ class Corpus:
 
     @classmethod
     def from_repositories(cls, repos: Iterable["Repository"]) -> "Corpus":
-        names, texts, paths, seen = [], [], [], set()
+        from memory.premise_store import premise_id
+
+        names, texts, paths, ids, seen = [], [], [], [], set()
         for repo in repos:
             for p in repo.premises:
                 if p.full_name in seen:
@@ -89,7 +92,8 @@ class Corpus:
                 names.append(p.full_name)
                 texts.append(premise_text(p.full_name, p.code, p.path))
                 paths.append(p.path)
-        return cls(names, texts, paths)
+                ids.append(premise_id(repo.name, repo.commit, p.full_name))
+        return cls(names, texts, paths, ids)
 
 @dataclass(frozen=True)
 class TrainingPair:
@@ -275,7 +279,7 @@ class RetrieverLearner(Learner):
     def query_vectors(self, model: "torch.nn.Module", batch: Batch) -> "torch.Tensor":
         enc = Encoder(model, self.query.tokenizer, self.query.name, self.query.max_length,
                       pooling=self.query.pooling)
-        return enc.embed([ex.state for ex in batch.examples])
+        return enc.embed([ex.state for ex in batch.examples], chunk=self.config.micro_batch)
 
     def score(self, q: "torch.Tensor", batch: Batch) -> "torch.Tensor":
         docs = self.doc_matrix()[batch.candidates]

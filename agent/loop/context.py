@@ -49,25 +49,35 @@ class LoopContext:
         return [e for e in self.state.started() if e.live] + self.state.pending()
 
     def corpus(self) -> Any:
-        """Premises of every live repository: the candidates of training (one object per set of entries, so
-        its frozen document vectors are encoded once per run, not once per step)."""
+        """Premises of every live repository: the candidates of training (one object per set of entries). Its
+        frozen document vectors are the premise store's own, so training scores against exactly the vectors
+        retrieval searches and nothing is embedded again (costs that grow with the new repository only)."""
         from agent.learn.retriever import Corpus
+
+        from agent.workspace.memory import base_encoder, open_store
 
         keys = tuple(sorted(e.key for e in self.state.live()))
         if self._corpus is None or self._corpus[0] != keys:
-            self._corpus = (keys, Corpus.from_repositories(self.repository(k) for k in keys))
+            corpus = Corpus.from_repositories(self.repository(k) for k in keys)
+            stored = open_store(self.ws, self.config).embeddings(corpus.ids)   # embedded once, at `add`
+            if stored is not None:
+                corpus.set_vectors(base_encoder(self.config), stored)
+            self._corpus = (keys, corpus)
         return self._corpus[1]
 
     def query_encoder(self, repo_name: str | None = None) -> Any:
         """The current query tower: the newest checkpoint's (loaded once per step), or with `adapters` the
         adapter of `repo_name` (LoRA per repository, selected at retrieval time)."""
-        from agent.workspace.checkpoints import load_query_encoder
+        from agent.workspace.checkpoints import base_encoder_of, load_query_learner, select_query_adapter
 
+        if self._query_encoder is None:   # (learner or None,), loaded once per step
+            self._query_encoder = (load_query_learner(self.ws, self.config),)
+        learner = self._query_encoder[0]
+        if learner is None:
+            return base_encoder_of(self.config)
         if "adapters" in self.config.learning.strategy:
-            return load_query_encoder(self.ws, self.config, repo=repo_name)
-        if self._query_encoder is None:
-            self._query_encoder = load_query_encoder(self.ws, self.config)
-        return self._query_encoder
+            return select_query_adapter(learner, repo_name)
+        return learner.query
 
     def weights_changed(self) -> None:
         self._query_encoder = None

@@ -31,6 +31,16 @@ STEP_FUNCTIONS = {"index": step_index, "learn": step_learn, "prove": step_prove,
                   "evaluate": step_evaluate}
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB): the timing records carry it, so the step that raised
+    the peak of a run is the first whose value jumps."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1e6 if sys.platform == "darwin" else 1e3), 1)   # bytes on macOS, KiB on Linux
+
+
 def _disk_failure(ws: Workspace, name: str, key: str, exc: OSError) -> StepFailed:
     return StepFailed(
         f"step '{name}' of {key} failed writing to disk ({exc.strerror or exc}); it was not recorded and the "
@@ -44,19 +54,25 @@ def _run_step(ctx: LoopContext, name: str, fn: Callable[[], dict[str, Any]], ste
     try:
         out = fn()
         append_jsonl(ctx.ws.metrics_path, {"kind": "timing", "step": step, "repo": key, "phase": name,
-                                           "seconds": round(time.perf_counter() - started, 4)})
+                                           "seconds": round(time.perf_counter() - started, 4),
+                                           "peak_rss_mb": peak_rss_mb()})
         mark()
     except OSError as exc:
         raise _disk_failure(ctx.ws, name, key, exc) from None
     return out
 
 
-def prepare_stream(ws: Workspace) -> LoopContext:
+def prepare_stream(ws: Workspace, ray_address: str | None = None) -> LoopContext:
     """Load the run's state, finish what a crash interrupted, and check that the options did not change
-    under a started stream. The caller holds the lock."""
+    under a started stream. The caller holds the lock. `ray_address` spreads this invocation's proof search
+    and evaluation rows over a Ray cluster (a resource option: it is not saved and changes no result)."""
+    import dataclasses
+
     from agent.workspace.memory import finish_forgets
 
     config = ws.config()
+    if ray_address:
+        config = dataclasses.replace(config, prover=dataclasses.replace(config.prover, ray_address=ray_address))
     state = ws.load_state()
     finish_forgets(ws, state, config)
     recover_checkpoints(ws)
@@ -75,9 +91,9 @@ def pending_work(ctx: LoopContext) -> int:
     return (not ctx.state.baseline_done) + sum(not e.done(p) for e in ctx.state.plan() for p in PHASES)
 
 
-def run_stream(ws: Workspace, report: Reporter = quiet) -> dict[str, Any]:
+def run_stream(ws: Workspace, report: Reporter = quiet, ray_address: str | None = None) -> dict[str, Any]:
     """Process every unfinished step of the workspace's stream; the caller holds the lock."""
-    ctx = prepare_stream(ws)
+    ctx = prepare_stream(ws, ray_address)
     ctx.report = report
     state = ctx.state
     plan = state.plan()

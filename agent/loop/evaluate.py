@@ -42,29 +42,52 @@ def sampled(theorems: list[Any], limit: int, seed: int, row: int, key: str) -> l
 
 
 def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[dict[str, Any]]:
+    """Score every column of row `row`; nothing is written until the whole row is computed.
+
+    Without per-repository adapters one query tower serves the whole row, so its held-out states are embedded
+    in one batched pass (`encode_once`), one prover serves every column's tactic scores, and the row's proofs
+    are one `prove_many` call: one process pool or one Ray actor pool per row (`[prover] workers`,
+    `run --ray`), not one per column."""
     from agent.evaluation.retrieval import retrieval_scores
     from agent.evaluation.tactics import tactic_scores
-    from agent.proving import held_out_theorems, prove_theorems
+    from agent.proving import held_out_theorems
     from agent.workspace.memory import open_store
 
     bank_repos = ctx.learned_names(row)
     store = open_store(ctx.ws, ctx.config)
-    shared_worker = _row_worker(ctx, bank_repos)
-    records = []
     columns = row_columns(ctx, row)
+    cells = {}
+    for entry in columns:
+        held_out = held_out_theorems(ctx.repository(entry.key))
+        cells[entry.key] = (held_out, sampled(held_out, ctx.config.evaluation.sample, ctx.config.seed, row,
+                                               entry.key))
+    per_repo = "adapters" in ctx.config.learning.strategy
+    row_worker = None
+    proofs: dict[tuple[str, str], Any] = {}
+    if not per_repo:
+        every_test = [t for _, tests in cells.values() for t in tests]
+        encode_once(ctx, every_test)
+        row_worker = _worker(ctx, bank_repos, ctx.query_encoder()) if every_test else None
+        if not ctx.config.prover.learn_online:
+            proofs = _prove_row(ctx, [(ctx.repository(e.key), cells[e.key][1]) for e in columns], bank_repos,
+                                row_worker)
+    records = []
     for entry in columns:
         repo = ctx.repository(entry.key)
-        held_out = held_out_theorems(repo)
-        tests = sampled(held_out, ctx.config.evaluation.sample, ctx.config.seed, row, entry.key)
+        held_out, tests = cells[entry.key]
         rec: dict[str, Any] = {"kind": "eval", "step": row, "after": after.key if after else None,
                                "repo": entry.key, "theorems": len(tests), "held_out": len(held_out)}
         if tests:
             encoder = ctx.query_encoder(repo.name)
+            if per_repo:
+                encode_once(ctx, tests, encoder)
             rec.update(_nan_to_none(retrieval_scores(encoder, store, tests)))
-            worker = shared_worker or _worker(ctx, bank_repos, encoder)
+            worker = row_worker or _worker(ctx, bank_repos, encoder)
             rec.update(_nan_to_none(tactic_scores(worker.generator, tests, ctx.config.seed)))
-            results = prove_theorems(ctx.ws, ctx.proving_config(), repo, tests, query_encoder=encoder,
-                                     bank_repos=bank_repos, record=False, worker=shared_worker)
+            if proofs:
+                results = [proofs[(repo.name, t.uid)] for t in tests if (repo.name, t.uid) in proofs]
+            else:   # adapters (a query tower per column) or online learning (nothing shared across columns)
+                results = list(_prove_row(ctx, [(repo, tests)], bank_repos, None, encoder).values())
             rec["proof_rate"] = sum(1 for r in results if r.proved) / len(tests)
             rec["not_replayable"] = sum(1 for r in results if r.stop_reason == "not_replayable")
         else:
@@ -77,17 +100,38 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
     return records
 
 
-def _row_worker(ctx: LoopContext, bank_repos: list[str]) -> Any:
-    """One prover for a whole evaluation row, instead of opening the store and bank once per repository.
+def encode_once(ctx: LoopContext, theorems: list[Any], query: Any = None) -> None:
+    """Embed every recorded state of `theorems` in one batched pass per encoder, into the encoders' memos
+    (memory/embedder.py `remember`): the cells then ask retrieval, the kNN generator, the premise context and
+    the prover for these states one at a time, and each would otherwise be a forward pass of its own. The
+    frozen base encoder keeps them across rows; the query tower is new after every learn step."""
+    from agent.workspace.memory import base_encoder
 
-    Only when that cannot change results: without per-repository adapters (each needs its own query
-    tower) and without online learning (a shared worker would carry what it learns across repositories).
-    """
+    states = list(dict.fromkeys(s for thm in theorems for tac in thm.tactics
+                                for s in (tac.state_before, tac.state_after) if s))
+    if states:
+        for encoder in {id(e): e for e in (query or ctx.query_encoder(), base_encoder(ctx.config))}.values():
+            encoder.encode(states)
+
+
+def _prove_row(ctx: LoopContext, work: list[tuple[Repository, list[Any]]], bank_repos: list[str],
+               worker: Any, query_encoder: Any = None) -> dict[tuple[str, str], Any]:
+    """{(repo name, uid): result} of proving every listed held-out theorem in one `prove_many` call. The
+    in-process `worker` is reused when the config proves in this process (1 worker, no Ray)."""
+    from agent.proving import worker_spec
+    from provers.pool import prove_many
+
+    tasks = [(repo.name, t) for repo, tests in work for t in tests]
+    if not tasks:
+        return {}
     config = ctx.proving_config()
-    if ("adapters" in config.learning.strategy or config.prover.learn_online or config.prover.workers != 1
-            or config.prover.ray_address):
-        return None
-    return _worker(ctx, bank_repos, ctx.query_encoder())
+    repos = {ctx.repository(e.key).name: ctx.repository(e.key) for e in ctx.columns()}
+    spec = worker_spec(ctx.ws, config, repos, query_encoder=query_encoder or ctx.query_encoder(),
+                       bank_repos=bank_repos)
+    local = config.prover.workers == 1 and not config.prover.ray_address
+    return {(r.repo, r.uid): r for r in prove_many(tasks, spec, workers=config.prover.workers,
+                                                   ray_address=config.prover.ray_address,
+                                                   worker=worker if local else None)}
 
 
 def _worker(ctx: LoopContext, bank_repos: list[str], query_encoder: Any) -> Any:

@@ -74,20 +74,27 @@ def learn_retriever(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> d
 
     step, seed, config = entry.step, ctx.config.seed, ctx.config
     assert step is not None
-    corpus = ctx.corpus()
-    strategies = build_strategies(config.learning, replay_source=replay_source(ctx, step))
-    learner = RetrieverLearner(base_encoder(config), config.learning, corpus, strategies)
-    previous = latest_checkpoint(ctx.ws, before=step)
-    if previous is not None:
-        learner.load(previous)
-    pairs = cap_examples(training_pairs(repo, corpus.index), config.learning.max_examples, f"{seed}:{step}")
-    partial = partial_dir(ctx, step)
-    stats = learner.train_repository(repo.name, pairs, step, seed, partial=partial,
-                                     snapshot_seconds=config.learning.snapshot_seconds,
-                                     on_batch=_batch_reporter(ctx, repo))
     final = checkpoint_dir(ctx.ws, step)
-    learner.save(final, {"step": step, "repo": repo.key, "seed": seed,
-                         "from": previous.name if previous is not None else None}, release=True)
+    partial = partial_dir(ctx, step)
+    previous = latest_checkpoint(ctx.ws, before=step)
+    if config.learning.processes > 1:   # torchrun + DDP; rank 0 writes `final` atomically with learner.save
+        from agent.learn.distributed import train_distributed
+
+        stats = train_distributed(ctx.ws, config, step, config.learning.processes, out=final,
+                                  on_batch=_batch_reporter(ctx, repo))
+    else:
+        corpus = ctx.corpus()
+        strategies = build_strategies(config.learning, replay_source=replay_source(ctx, step))
+        learner = RetrieverLearner(base_encoder(config), config.learning, corpus, strategies)
+        if previous is not None:
+            learner.load(previous)
+        pairs = cap_examples(training_pairs(repo, corpus.index), config.learning.max_examples, f"{seed}:{step}")
+        stats = learner.train_repository(repo.name, pairs, step, seed, partial=partial,
+                                         snapshot_seconds=config.learning.snapshot_seconds,
+                                         on_batch=_batch_reporter(ctx, repo))
+        learner.save(final, {"step": step, "repo": repo.key, "seed": seed,
+                             "from": previous.name if previous is not None else None}, release=True)
+        stats["encoder_version"] = learner.query.version
     shutil.rmtree(partial, ignore_errors=True)
     append_jsonl(ctx.ws.metrics_path, {
         "kind": "learn", "step": step, "repo": entry.key, "model": "retriever",
@@ -95,7 +102,6 @@ def learn_retriever(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> d
                                      "seconds")}, "terms": stats.get("terms", {})})
     stats["checkpoint"] = str(final)
     stats["pruned"] = prune_checkpoints(ctx.ws, keep=config.learning.keep_checkpoints, upto=step)
-    stats["encoder_version"] = learner.query.version
     return stats
 
 

@@ -12,7 +12,8 @@ from common.errors import InputError
 RESOURCE_OPTIONS = {
     ("memory", "chroma_url"), ("memory", "batch_size"), ("memory", "retrieve_filter"),
     ("prover", "workers"), ("prover", "ray_address"), ("prover", "vllm_url"),
-    ("learning", "keep_checkpoints"), ("learning", "snapshot_seconds"), ("curriculum", "strategy"),
+    ("learning", "keep_checkpoints"), ("learning", "snapshot_seconds"), ("learning", "micro_batch"),
+    ("learning", "processes"), ("curriculum", "strategy"),
 }
 
 
@@ -35,8 +36,12 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def changed_options(recorded: dict[str, Any], config: RunConfig) -> list[str]:
-    """`key: old -> new` for every option that differs from what the stream was started with."""
+    """`key: old -> new` for every option that differs from what the stream was started with. An option the
+    record lacks is newer than the stream: it counts as recorded at its default (which keeps the behaviour the
+    stream started with), so only setting it to something else is a change."""
     old, new = _flat(recorded), _flat(stream_options(config))
+    defaults = _flat(stream_options(RunConfig()))
+    old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from agent.config import RunConfig
 from agent.workspace.workspace import Workspace
@@ -57,21 +58,43 @@ def recover_checkpoints(ws: Workspace) -> None:
 def load_query_encoder(ws: Workspace, config: RunConfig, repo: str | None = None) -> Encoder:
     """The query tower of the newest checkpoint (or the base encoder before any); with `adapters`, the
     adapter of repository name `repo` (unknown or None: the merged adapter)."""
+    learner = load_query_learner(ws, config)
+    return base_encoder_of(config) if learner is None else select_query_adapter(learner, repo)
+
+
+def base_encoder_of(config: RunConfig) -> Encoder:
+    from agent.workspace.memory import base_encoder
+
+    return base_encoder(config)
+
+
+def load_query_learner(ws: Workspace, config: RunConfig) -> Any:
+    """The newest checkpoint's retriever learner, weights only (no optimizer), in eval mode; None before
+    any checkpoint or when the newest holds no weights (`frozen`). With `adapters` it holds every adapter,
+    so a caller selects them per repository without loading the checkpoint again."""
     from agent.learn.retriever import Corpus, RetrieverLearner
     from agent.learn.strategies import build_strategies
-    from agent.learn.strategies.adapters import select_adapter
-    from agent.workspace.memory import base_encoder
+    from agent.workspace.memory import MEMO_TEXTS
 
     latest = latest_checkpoint(ws) if ws.exists else None
     if latest is None:
-        return base_encoder(config)
-    learner = RetrieverLearner(base_encoder(config), config.learning, Corpus([], [], []),
+        return None
+    learner = RetrieverLearner(base_encoder_of(config), config.learning, Corpus([], [], []),
                                build_strategies(config.learning))
     meta = learner.load(latest, with_optimizer=False)
     if not meta.get("weights", True):
-        return base_encoder(config)
-    select_adapter(learner.model, repo)
+        return None
     learner.model.eval()
+    learner.query.remember(MEMO_TEXTS)
+    return learner
+
+
+def select_query_adapter(learner: Any, repo: str | None) -> Encoder:
+    """`learner`'s query tower with the adapter of repository `repo` active (unknown or None: the merged one;
+    a no-op without adapters). The tower's version and memo follow the selection."""
+    from agent.learn.strategies.adapters import select_adapter
+
+    select_adapter(learner.model, repo)
     learner.query.reset_version()
     return learner.query
 

@@ -20,9 +20,12 @@ from memory.bank import MemoryBank
 from memory.embedder import Encoder
 from memory.premise_store import PremiseStore
 
+MEMO_TEXTS = 8192   # vectors of recent texts an encoder keeps: ~12 MB for MiniLM; covers an evaluation row
+
+
 @functools.lru_cache(maxsize=4)
 def _load_encoder(name: str, max_length: int, batch_size: int) -> Encoder:
-    return Encoder.load(name, max_length=max_length, batch_size=batch_size)
+    return Encoder.load(name, max_length=max_length, batch_size=batch_size).remember(MEMO_TEXTS)
 
 
 def base_encoder(config: RunConfig) -> Encoder:

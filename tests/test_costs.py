@@ -1,0 +1,144 @@
+"""Costs that must not grow with everything learned (issues 10 and 11), checked as behaviour, never as timings:
+what is embedded how often, what is read from where, and that each saving leaves the numbers as they were."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests import loop_fixtures as lf
+
+
+class CountingEncoder:
+    """Wraps a real encoder's forward passes and counts the texts that reach the model."""
+
+    def __init__(self, encoder, monkeypatch):
+        self.texts = 0
+        inner = encoder._encode
+
+        def counted(texts, progress, desc):
+            self.texts += len(texts)
+            return inner(texts, progress, desc)
+
+        monkeypatch.setattr(encoder, "_encode", counted)
+
+
+def test_the_memo_embeds_each_text_once_and_forgets_with_the_weights(encoder, monkeypatch):
+    states = ["⊢ a + b = b + a", "⊢ 0 < 1", "h : p\n⊢ p ∨ q"]
+    plain = encoder.encode(states)
+    encoder.remember(16)
+    try:
+        count = CountingEncoder(encoder, monkeypatch)
+        first = encoder.encode(states)
+        again = encoder.encode(states[::-1] + states)
+        assert count.texts == 3                                  # asked for six more vectors, embedded none
+        assert np.allclose(first, plain, atol=1e-6)
+        assert np.array_equal(again[:3], first[::-1]) and np.array_equal(again[3:], first)
+        encoder.encode(states, memo=False)                       # bulk indexing bypasses it
+        assert count.texts == 6
+        encoder.reset_version()                                  # weights changed: old vectors are stale
+        encoder.encode(states[:1])
+        assert count.texts == 7
+        encoder.remember(2)
+        encoder.encode(states)                                   # the memo keeps the newest `size` texts
+        encoder.encode(states[1:])
+        assert count.texts == 7 + 3
+    finally:
+        encoder.remember(0)
+
+
+def test_length_grouped_forward_passes_give_the_same_vectors_and_gradients(encoder, b4_sample):
+    from curriculum.lean_data import load_dataset, to_repositories
+
+    repos = to_repositories(load_dataset(b4_sample), split_by_dir=2)
+    states = [t.state_before for r in repos for th in r.theorems for t in th.tactics][:12]
+    lengths = {len(encoder.tokenizer(s)["input_ids"]) for s in states}
+    assert len(lengths) > 3                                      # chunks really pad to different lengths
+    grads = []
+    vectors = []
+    for chunk in (None, 4):
+        encoder.model.zero_grad()
+        v = encoder.embed(states, chunk=chunk)
+        (v @ v.T).sum().backward()
+        vectors.append(v.detach())
+        grads.append(encoder.model.embeddings.word_embeddings.weight.grad.clone())
+    encoder.model.zero_grad()
+    assert torch.allclose(vectors[0], vectors[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-4, rtol=1e-3)
+    assert grads[0].abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def added_workspace(b4_sample, tmp_path_factory):
+    root = tmp_path_factory.mktemp("costs")
+    data = lf.small_stream(b4_sample, root / "data", ("Mathlib/SetTheory", "Mathlib/FieldTheory"))
+    ws = root / "ws"
+    lf.prepare_workspace(ws)
+    lf.run(ws, "add", str(data), "--split-by-dir", "2")
+    return ws
+
+
+def test_training_reads_the_stored_premise_vectors_instead_of_embedding_the_corpus(added_workspace, monkeypatch):
+    from agent.loop.driver import prepare_stream
+    from agent.workspace import Workspace
+    from agent.workspace.memory import base_encoder, open_store
+
+    ws = Workspace(Path(added_workspace))
+    with ws.lock():
+        ctx = prepare_stream(ws)
+        base = base_encoder(ctx.config)
+        count = CountingEncoder(base, monkeypatch)
+        corpus = ctx.corpus()
+        vectors = corpus.vectors(base).numpy()
+        assert count.texts == 0 and len(corpus) > 10
+        stored = open_store(ws, ctx.config).embeddings(corpus.ids)
+        assert np.array_equal(vectors, stored)
+        fresh = base._encode(corpus.texts, False, "")             # the same texts embedded now agree
+        assert np.allclose(vectors, fresh, atol=1e-5)
+        assert open_store(ws, ctx.config).embeddings(corpus.ids + ["no-such-id"]) is None
+
+
+def test_an_option_newer_than_the_stream_counts_as_recorded_at_its_default():
+    from agent.config import RunConfig
+    from agent.loop.options import changed_options, stream_options
+
+    config = RunConfig()
+    recorded = stream_options(config)
+    del recorded["learning"]["max_epochs"]                       # a stream started before the option existed
+    assert changed_options(recorded, config) == []
+    config.learning.max_epochs = 3
+    assert changed_options(recorded, config) == ["learning.max_epochs: 8 -> 3"]
+    assert "micro_batch" not in stream_options(config)["learning"]   # how fast, not what: never recorded
+
+
+def test_an_evaluation_row_embeds_its_states_in_one_pass_and_proves_in_one_pool(added_workspace, monkeypatch):
+    import provers.pool
+    from agent.loop.driver import prepare_stream
+    from agent.loop.evaluate import BASELINE_ROW, evaluate_row
+    from agent.workspace import Workspace
+    from agent.workspace.memory import base_encoder
+
+    ws = Workspace(Path(added_workspace))
+    real_prove_many = provers.pool.prove_many
+    pools: list[int] = []
+
+    def counted_prove_many(tasks, *args, **kwargs):
+        pools.append(len(tasks))
+        return real_prove_many(tasks, *args, **kwargs)
+
+    monkeypatch.setattr(provers.pool, "prove_many", counted_prove_many)
+    with ws.lock():
+        ctx = prepare_stream(ws)
+        base = base_encoder(ctx.config)
+        base.remember(4096)                        # a fresh memo: the row must fill it in one pass
+        passes: list[int] = []
+        inner = base._encode
+        monkeypatch.setattr(base, "_encode", lambda texts, p, d: (passes.append(len(texts)), inner(texts, p, d))[1])
+        records = evaluate_row(ctx, BASELINE_ROW, None)
+    scored = [r for r in records if r["theorems"]]
+    assert len(records) == 2 and scored
+    assert pools == [sum(r["theorems"] for r in records)]      # one prover pool for the whole row
+    assert len(passes) == 1 and passes[0] >= sum(r["tactic_steps"] for r in scored)
+    assert all(r["recall@10"] is not None and r["tactic@8"] is not None for r in scored)
