@@ -118,7 +118,8 @@ class WorkspaceState:
         waiting = [e for e in self.live() if e.step is None]
         order = list((self.curriculum or {}).get("order") or [])
         rank = {k: i for i, k in enumerate(order)}
-        return sorted(waiting, key=lambda e: (rank.get(e.key, len(rank)), self.entries.index(e)))
+        added = {id(e): i for i, e in enumerate(self.entries)}   # not list.index: O(n) per entry, 1000s of them
+        return sorted(waiting, key=lambda e: (rank.get(e.key, len(rank)), added[id(e)]))
 
     def plan(self) -> list[StreamEntry]:
         """What `run` processes, in order: started live entries not yet finished, then the pending ones."""
