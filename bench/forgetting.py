@@ -25,6 +25,28 @@ resident memory is that process's); seconds per repository are training only.
 
 A row spec is `strategies[/key=value...]`: `+` composes strategies, and `key=value` overrides a LearningConfig
 field for that row only (e.g. `replay+distill/temperature=0.1`).
+
+**`--model generator`**: the same comparison for the tactic generator, on tactic@1 / tactic@8
+(agent/evaluation/tactics.py: the recorded tactic among the generator's top-k suggestions for the recorded state,
+exact up to whitespace) of every stream repository's held-out (val + test) steps. No model can be downloaded here,
+so the `hf` generator is a tiny byte-level LLaMA built locally (provers/generators/tiny.py, `--d-model 64`, 2
+layers), first fully trained (`--pretrain-epochs`) on the train steps of the sample's repositories that are *not*
+in the stream — the stand-in for a pre-trained tactic model, so that LoRA has a base to adapt; the stream's
+repositories and their held-out steps are never seen by it. Every strategy row then learns the stream one
+repository at a time with the real `GeneratorLearner` (`train_generator_on_repository`, exactly the loop's call:
+LoRA, gold premises packed before the state, `generator_max_examples` per repository) and, after every
+repository, the `hf` generator (beam search, n = 8) scores every column with the premise context the prover
+builds: the top `num_premises` premises of the whole corpus retrieved by the untrained MiniLM (the same for
+every row, so rows differ by the generator only). The pre-trained base gives the baseline row (FWT). `joint`
+trains once on the union of the capped examples (same budget, same recipe). `knn` is the memory-bank generator
+(provers/generators/knn.py): no training, its bank grows by each learned repository's train steps (baseline:
+the empty bank); `knn+pre` starts its bank with the base model's pre-training steps (the same data as the
+`hf` rows start from). Ratios are against `joint` on pooled val+test tactic@8 / tactic@1.
+
+    python bench/forgetting.py --model generator [--repos 6] [--strategies naive,replay,joint,knn]
+
+The default generator run (6 repositories, 76 held-out steps, 11 rows) took about 25 minutes on 2 shared CPU
+cores (see the table it prints: seconds per repository are training only).
 """
 from __future__ import annotations
 
@@ -221,21 +243,358 @@ def fmt(x: Any, signed: bool = False) -> str:
     return f"{x:+.3f}" if signed else f"{x:.3f}"
 
 
+# -- the generator (--model generator) ------------------------------------------------------------------------
+GEN_STRATEGIES = ["frozen", "naive", "replay", "ewc", "distill", "adapters", "merge", "replay+distill", "joint",
+                  "knn", "knn+pre"]
+GEN_REPOS = 6
+# The generator recipe of every row (overridable per row like the retriever's): a few epochs at a LoRA rate a
+# 64-wide model learns from, inputs cut (from the left, keeping the goal) to what the prompt is scored with.
+GEN_OVERRIDES = {"epochs": 3, "lora_lr": 3e-3, "generator_batch_size": 8, "generator_max_length": 384}
+KS = (1, 8)
+
+
+class GenHeldOut:
+    """Every stream repository's held-out theorems with traced (non-sorry) steps, per (column, split)."""
+
+    def __init__(self, stream: list[Any]):
+        self.groups = [(j, split, [t for t in repo.theorems_in(split) if t.tactics and not t.is_sorry])
+                       for j, repo in enumerate(stream) for split in EVAL_SPLITS]
+        self.T = len(stream)
+
+    def steps(self, split: str | None = None) -> int:
+        return sum(len(t.tactics) for _, s, ths in self.groups if split in (None, s) for t in ths)
+
+    def score(self, generator_for: Any, seed: int) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
+        """({tactic@k: per column over val+test}, pooled {val, test, all} -> {tactic@k, steps}).
+        `generator_for(j)` is the generator that scores column j (per-repository adapters differ)."""
+        from agent.evaluation.tactics import tactic_scores
+
+        hits: dict[tuple[int, str], tuple[dict[int, float], int]] = {}
+        for j, split, theorems in self.groups:
+            if theorems:
+                s = tactic_scores(generator_for(j), theorems, seed, KS)
+                hits[(j, split)] = ({k: s[f"tactic@{k}"] * s["tactic_steps"] for k in KS}, s["tactic_steps"])
+
+        def mean(keys: list[tuple[int, str]], k: int) -> float:
+            n = sum(hits[key][1] for key in keys if key in hits)
+            return sum(hits[key][0][k] for key in keys if key in hits) / n if n else float("nan")
+
+        per_col = {f"tactic@{k}": [mean([(j, s) for s in EVAL_SPLITS], k) for j in range(self.T)] for k in KS}
+        pooled = {}
+        for split in (*EVAL_SPLITS, "all"):
+            keys = [(j, s) for j in range(self.T) for s in EVAL_SPLITS if split in ("all", s)]
+            pooled[split] = {**{f"tactic@{k}": mean(keys, k) for k in KS}, "steps": self.steps(
+                None if split == "all" else split)}
+        return per_col, pooled
+
+
+class CachedEncoder:
+    """The frozen MiniLM with the vectors of every state a row will ask for computed once, in the parent: each
+    row scores the same held-out states after every repository (premise retrieval, kNN matching) and banks the
+    same train states, so nothing is encoded per row, per evaluation or one state at a time. Other texts are
+    encoded (and kept) as usual; everything else is the wrapped encoder's."""
+
+    def __init__(self, encoder: Any, texts: list[str], vectors: Any):
+        self._encoder = encoder
+        self._cache = dict(zip(texts, np.asarray(vectors, dtype=np.float32)))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def encode(self, texts: Any, **kwargs: Any) -> np.ndarray:
+        texts = list(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            self._cache.update(zip(missing, self._encoder.encode(missing, **kwargs)))
+        if not texts:
+            return np.zeros((0, self._encoder.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+class StepReplay:
+    """The bank as the generator's replay source, steps only: what the loop's `AllowedRepos(...,
+    need_premises=False)` gives the generator (the bank here holds the learned repositories only)."""
+
+    def __init__(self, bank: Any):
+        self.bank = bank
+
+    def sample(self, n: int, rng: Any, exclude_repo: str | None = None) -> list[Any]:
+        return self.bank.sample(n, rng, exclude_repo=exclude_repo, kind="step")
+
+
+def gen_states(stream: list[Any], repos: list[Any]) -> list[str]:
+    """Every state a generator row encodes: held-out steps of the stream, train steps of all repositories."""
+    states = [tac.state_before for r in stream for t in r.theorems_in(*EVAL_SPLITS) for tac in t.tactics]
+    states += [tac.state_before for r in repos for t in r.theorems_in("train") for tac in t.tactics]
+    return list(dict.fromkeys(states))
+
+
+def gen_context(args: dict[str, Any], corpus: Any, repos: list[Any], encoder: Any) -> Any:
+    """The prover's premise context: the corpus's top `num_premises` premises for the state, by the untrained
+    MiniLM (document vectors computed once in the parent), packed into `premise_bytes`."""
+    from agent.commands.evaluate import SourcePremises
+    from agent.evaluation.retrieval import VectorIndex
+    from provers.config import ProverConfig
+    from provers.generators.context import PremiseContext
+
+    cfg = ProverConfig()
+    index = VectorIndex(corpus.names, np.asarray(args["doc_vectors"], dtype=np.float32))
+    return PremiseContext(SourcePremises(index, repos), k=cfg.num_premises, budget_bytes=cfg.premise_bytes,
+                          query_encoder=encoder)
+
+
+def hf_generator(model: Any, tokenizer: Any, context: Any, args: dict[str, Any]) -> Any:
+    from provers.generators.hf import HFGenerator
+
+    return HFGenerator(model, tokenizer, False, context=context, decoding="beam",
+                       max_input_tokens=args["gen_input"], max_new_tokens=args["max_new"])
+
+
+def pretrain_examples(stream: list[Any], repos: list[Any]) -> list[Any]:
+    """Train steps of the sample's repositories outside the stream: what the tiny base model is pre-trained on."""
+    from agent.learn.generator import generator_examples
+
+    keys = {r.key for r in stream}
+    return [e for r in repos if r.key not in keys for e in generator_examples(r)]
+
+
+def build_base_model(out: Path, stream: list[Any], repos: list[Any], ns: argparse.Namespace) -> dict[str, Any]:
+    """The tiny LLaMA, fully trained on the out-of-stream steps, saved to `out`; returns what it took."""
+    from provers.generators.hf import load_model
+    from provers.generators.tiny import build_tiny_model, fit
+
+    start = time.perf_counter()
+    examples = pretrain_examples(stream, repos)
+    build_tiny_model(out, kind="llama", d_model=ns.d_model, layers=2, heads=4, seed=ns.seed)
+    model, tokenizer, _ = load_model(str(out))
+    losses = fit(model, tokenizer, [(e.source, e.tactic) for e in examples], seq2seq=False,
+                 epochs=ns.pretrain_epochs, lr=3e-3, batch_size=16, max_input_tokens=ns.gen_input, seed=ns.seed)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"examples": len(examples), "epochs": ns.pretrain_epochs, "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None, "seconds": time.perf_counter() - start}
+
+
+def run_gen_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Learn the stream with one generator row spec (or the knn bank); returns matrices, figures, time, memory."""
+    setup(args["threads"])
+    from agent.learn.config import LearningConfig
+    from agent.learn.generator import GeneratorLearner, generator_examples, train_generator_on_repository
+    from agent.learn.learner import cap_examples
+    from agent.learn.retriever import Corpus
+    from agent.learn.strategies import build_strategies
+    from agent.learn.strategies.adapters import select_adapter
+    from memory.bank import MemoryBank
+    from memory.embedder import Encoder
+    from provers.generators.hf import load_model
+
+    stream, repos = load_stream(Path(args["data"]), args["repos"])
+    corpus = Corpus.from_repositories(repos)
+    base = CachedEncoder(Encoder.load(max_length=args["max_length"]), *args["state_vectors"])
+    context = gen_context(args, corpus, repos, base)
+    held = GenHeldOut(stream)
+    seed, T = args["seed"], len(stream)
+    A = {f"tactic@{k}": np.full((T, T), np.nan) for k in KS}
+    seconds: list[float] = []
+    steps = 0
+    extra: dict[str, Any] = {}
+
+    def fill(i: int, generator_for: Any) -> dict[str, Any]:
+        per_col, pooled = held.score(generator_for, seed)
+        for key, row in per_col.items():
+            A[key][i] = row
+        return pooled
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if spec in ("knn", "knn+pre"):
+            from provers.config import ProverConfig
+            from provers.generators.knn import KnnGenerator
+
+            cfg = ProverConfig()
+            bank = MemoryBank(Path(tmp) / "bank", base, seed=seed)
+            if spec == "knn+pre":
+                keys = {r.key for r in stream}
+                for r in repos:
+                    if r.key not in keys:
+                        bank.add_repository(r)
+            generator = KnnGenerator(bank, base, context, k=cfg.knn_neighbours, temperature=cfg.knn_temperature)
+            extra["baseline"] = held.score(lambda j: generator, seed)[0]["tactic@8"] if spec == "knn+pre" else \
+                [0.0 if any(g[0] == j and g[2] for g in held.groups) else float("nan") for j in range(T)]
+            for i, repo in enumerate(stream):
+                start = time.perf_counter()
+                bank.add_repository(repo)
+                seconds.append(time.perf_counter() - start)
+                pooled = fill(i, lambda j: generator)
+            joint = False
+        else:
+            names, kw = parse_spec(spec)
+            joint = names[0] == "joint"
+            if joint:
+                names = ["naive"]
+            config = LearningConfig(**{"strategy": names, **GEN_OVERRIDES, **args["overrides"], **kw})
+            model, tokenizer, seq2seq = load_model(args["base_model"])
+            bank = MemoryBank(Path(tmp) / "bank", base, seed=seed) if "replay" in names else None
+            replay = StepReplay(bank) if bank is not None else None
+            strategies = build_strategies(config, replay_source=replay)
+            learner = GeneratorLearner(model, tokenizer, seq2seq, config, strategies)
+            adapters = "adapters" in names
+
+            def generator_for(j: int) -> Any:
+                if adapters:
+                    select_adapter(learner.model, stream[j].name)
+                return hf_generator(learner.model, tokenizer, context, args)
+
+            if joint:
+                union = [e for i, r in enumerate(stream)
+                         for e in cap_examples(generator_examples(r), config.generator_max_examples,
+                                               f"gen:{seed}:{i}")]
+                start = time.perf_counter()
+                stats = learner.train_repository("joint", union, 0, seed)
+                seconds.append(time.perf_counter() - start)
+                steps = stats["batches"]
+                pooled = fill(T - 1, generator_for)
+            elif not learner.trains:            # frozen: the base generator, the same in every row
+                pooled = fill(0, generator_for)
+                for key in A:
+                    A[key][1:] = A[key][0]
+            else:
+                for i, repo in enumerate(stream):
+                    start = time.perf_counter()
+                    stats = train_generator_on_repository(learner, repo, i, seed)
+                    seconds.append(time.perf_counter() - start)
+                    steps += stats["batches"]
+                    if bank is not None:
+                        bank.add_repository(repo)
+                    pooled = fill(i, generator_for)
+                    if adapters:
+                        select_adapter(learner.model, None)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"strategy": spec, "joint": joint, "matrix": {k: v.tolist() for k, v in A.items()}, "pooled": pooled,
+            "train_seconds": seconds, "steps": steps, "peak_mib": peak_mib, "repos_trained": T, **extra}
+
+
+def summarize_gen(result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
+    """The lifelong metrics of the tactic@8 matrix (and ACC of tactic@1), as :func:`summarize` does for R@10."""
+    from agent.evaluation import lifelong as metrics
+
+    p = result["pooled"]
+    row = {"strategy": result["strategy"], **{f"{s}_t{k}": p[s][f"tactic@{k}"] for s in (*EVAL_SPLITS, "all")
+                                              for k in KS},
+           "acc": None, "bwt": None, "fwt": None, "forgetting": None, "acc1": None, "steps": result["steps"],
+           "s_per_repo": float(np.sum(result["train_seconds"])) / max(result["repos_trained"], 1),
+           "peak_mib": result["peak_mib"]}
+    A8 = np.asarray(result["matrix"]["tactic@8"], dtype=float)
+    A1 = np.asarray(result["matrix"]["tactic@1"], dtype=float)
+    if result["joint"]:
+        row.update({"acc": float(np.nanmean(A8[-1])), "acc1": float(np.nanmean(A1[-1]))})
+    else:
+        b = np.asarray(result.get("baseline", baseline), dtype=float)
+        row.update({"acc": metrics.acc(A8), "bwt": metrics.bwt(A8), "fwt": metrics.fwt(A8, b),
+                    "forgetting": metrics.forgetting(A8), "acc1": metrics.acc(A1)})
+    return row
+
+
+def main_generator(ns: argparse.Namespace) -> int:
+    from agent.learn.config import LearningConfig
+    from agent.learn.retriever import Corpus
+    from memory.embedder import Encoder
+
+    start = time.perf_counter()
+    stream, repos = load_stream(ns.data, ns.repos)
+    corpus = Corpus.from_repositories(repos)
+    base = Encoder.load(max_length=ns.max_length)
+    vectors = base.encode(corpus.texts)
+    states = gen_states(stream, repos)
+    state_vectors = base.encode(states)
+    held = GenHeldOut(stream)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "base"
+        pretrain = build_base_model(model_dir, stream, repos, ns)
+        print(f"base model: {pretrain['examples']} out-of-stream steps x {pretrain['epochs']} epochs, loss "
+              f"{pretrain['loss_first']:.3f} -> {pretrain['loss_last']:.3f}, {pretrain['seconds']:.0f} s",
+              file=sys.stderr, flush=True)
+        args = {"data": str(ns.data), "repos": ns.repos, "max_length": ns.max_length, "seed": ns.seed,
+                "threads": ns.threads, "doc_vectors": vectors.tolist(), "overrides": {},
+                "state_vectors": (states, state_vectors.tolist()), "base_model": str(model_dir),
+                "gen_input": ns.gen_input, "max_new": ns.max_new}
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            baseline_run = pool.apply(run_gen_row, ("frozen", args))
+        baseline = baseline_run["matrix"]["tactic@8"][0]        # the pre-trained base, before any repository
+        base_pooled = baseline_run["pooled"]
+        results = []
+        for spec in [s for s in ns.strategies.split(",") if s]:
+            t0 = time.perf_counter()
+            if spec == "frozen":
+                results.append(baseline_run)
+            else:
+                with ctx.Pool(1) as pool:
+                    results.append(pool.apply(run_gen_row, (spec, args)))
+            print(f"{spec}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    rows = [summarize_gen(r, baseline) for r in results]
+    ref = next((r for r in rows if r["strategy"] == "joint"), None)
+    if ns.json:
+        print(json.dumps({"model": "generator", "stream": [r.name for r in stream], "pretrain": pretrain,
+                          "baseline": baseline, "baseline_pooled": base_pooled, "results": results,
+                          "summary": rows}, indent=2))
+        return 0
+    d = LearningConfig(**GEN_OVERRIDES)
+    print(f"stream: {len(stream)} repositories in curriculum order; held-out tactic steps: {held.steps('val')} val, "
+          f"{held.steps('test')} test; generator: tiny LLaMA d_model {ns.d_model}, pre-trained on "
+          f"{pretrain['examples']} out-of-stream steps ({pretrain['epochs']} epochs); LoRA rank {d.lora_rank}, "
+          f"lr {d.lora_lr}, epochs {d.epochs}, batch {d.generator_batch_size}, max_length {d.generator_max_length}, "
+          f"generator_max_examples {d.generator_max_examples}; beam 8, input {ns.gen_input} / new {ns.max_new} bytes")
+    print(f"pre-trained base: val t@1 {fmt(base_pooled['val']['tactic@1'])} t@8 {fmt(base_pooled['val']['tactic@8'])};"
+          f" test t@1 {fmt(base_pooled['test']['tactic@1'])} t@8 {fmt(base_pooled['test']['tactic@8'])}")
+    head = (f"{'row':<22}{'val t@1':>8}{'val t@8':>8}{'test t@1':>9}{'test t@8':>9}{'ACC@8':>7}{'BWT@8':>8}"
+            f"{'FWT@8':>8}{'forget':>7}{'ACC@1':>7}{'steps':>6}{'s/repo':>7}{'MiB':>6}{'t@8/j':>6}{'t@1/j':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        ratio = (lambda k: f"{r[k] / ref[k]:.2f}" if ref and ref[k] else "n/a")
+        print(f"{r['strategy'][:21]:<22}{fmt(r['val_t1']):>8}{fmt(r['val_t8']):>8}{fmt(r['test_t1']):>9}"
+              f"{fmt(r['test_t8']):>9}{fmt(r['acc']):>7}{fmt(r['bwt'], True):>8}{fmt(r['fwt'], True):>8}"
+              f"{fmt(r['forgetting']):>7}{fmt(r['acc1']):>7}{r['steps']:>6}{r['s_per_repo']:>7.1f}"
+              f"{r['peak_mib']:>6.0f}{ratio('all_t8'):>6}{ratio('all_t1'):>6}")
+    print("ACC/BWT/FWT/forget over the tactic@8 matrix (FWT against the pre-trained base; knn: the empty bank, "
+          "knn+pre: its starting bank); t@8/j, t@1/j: pooled val+test figure over the `joint` row's")
+    print(f"total {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from agent.learn.config import LearningConfig
 
     defaults = LearningConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--repos", type=int, default=0, help="the first N repositories of the stream (0: all)")
+    parser.add_argument("--model", choices=("retriever", "generator"), default="retriever",
+                        help="which model's strategies to compare (generator: tactic@1/8 of a tiny local model)")
+    parser.add_argument("--repos", type=int, default=None,
+                        help=f"the first N repositories of the stream (0: all; default: all, {GEN_REPOS} for the "
+                        "generator)")
     parser.add_argument("--max-length", type=int, default=256, help="encoder input tokens ([memory] max_length)")
     parser.add_argument("--joint-epochs", type=int, default=3, help="epochs of the `joint+` row")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated row specs")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per row (default: 2; 1 for the "
+                        "generator, whose tiny model runs slower on two threads of a shared machine)")
+    parser.add_argument("--strategies", default=None, help="comma-separated row specs (default: every row of "
+                        "the model)")
+    parser.add_argument("--d-model", type=int, default=64, help="generator: width of the tiny model")
+    parser.add_argument("--pretrain-epochs", type=int, default=20, help="generator: epochs of the base model's "
+                        "pre-training on the out-of-stream steps")
+    parser.add_argument("--gen-input", type=int, default=384, help="generator: prompt bytes scored (left-truncated)")
+    parser.add_argument("--max-new", type=int, default=64, help="generator: longest tactic generated, in bytes")
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args(argv)
+    ns.threads = ns.threads or (1 if ns.model == "generator" else 2)
     setup(ns.threads)
+    if ns.model == "generator":
+        ns.repos = GEN_REPOS if ns.repos is None else (ns.repos or None)
+        ns.strategies = ns.strategies or ",".join(GEN_STRATEGIES)
+        return main_generator(ns)
+    ns.repos = ns.repos or 0
+    ns.strategies = ns.strategies or ",".join(STRATEGIES)
     from agent.evaluation.retrieval import VectorIndex
     from agent.learn.retriever import Corpus
     from memory.embedder import Encoder

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
-
-from pathlib import Path
 
 from agent.commands._common import emit, json_option, workspace_from
 from agent.workspace import PHASES, Workspace
+
+# rich is imported by `_render` only: `status --json` (scripts, the report) never needs it.
 
 
 def workspace_status(ws: Workspace) -> dict[str, Any]:
@@ -19,7 +18,11 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     from agent.evaluation.matrices import loop_proof_records, workspace_metrics
 
     state = ws.load_state()
-    ordered = state.started() + state.pending() + [e for e in state.entries if e.step is None and not e.live]
+    # The stream's order is computed once (started, then pending) and shared with `run_activity`, which
+    # would otherwise sort the whole stream again (bench/scale.py times status with 1,000 repositories).
+    started, pending = state.started(), state.pending()
+    plan = [e for e in started if e.live and not e.finished] + pending  # = state.plan()
+    ordered = started + pending + [e for e in state.entries if e.step is None and not e.live]
     repos = []
     for e in ordered:
         done = [p for p in PHASES if e.done(p)]
@@ -46,7 +49,7 @@ def workspace_status(ws: Workspace) -> dict[str, Any]:
     }
     metrics = workspace_metrics(ws, state)
     out["metrics"] = metrics if metrics.get("steps", 0) >= 2 else None
-    out["activity"] = run_activity(ws, state)
+    out["activity"] = run_activity(ws, state, plan)
     return out
 
 
@@ -78,11 +81,12 @@ def _holder(ws: Workspace) -> dict[str, Any] | None:
     return {"pid": pid, "command": info.get("command", ""), "since": info.get("since", "")}
 
 
-def run_activity(ws: Workspace, state: Any) -> dict[str, Any]:
-    """Whether a run is going on, was interrupted, or is finished, and the command to type next."""
+def run_activity(ws: Workspace, state: Any, plan: list[Any] | None = None) -> dict[str, Any]:
+    """Whether a run is going on, was interrupted, or is finished, and the command to type next.
+    `plan` is `state.plan()` when the caller has it already."""
     root = ws.root
     holder = _holder(ws)
-    plan = state.plan()
+    plan = state.plan() if plan is None else plan
     unfinished = [e for e in plan if e.step is not None]
     if holder is not None:
         cmd = holder["command"].split()
@@ -112,6 +116,9 @@ def run_activity(ws: Workspace, state: Any) -> dict[str, Any]:
 
 def _render(data: dict[str, Any]) -> None:
     """At most 80 columns (or the terminal's width): repository names are never cut, only folded."""
+    from rich.console import Console
+    from rich.table import Table
+
     from agent.commands._common import wrap
 
     console = Console(width=None)
