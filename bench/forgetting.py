@@ -257,8 +257,13 @@ class GenHeldOut:
     """Every stream repository's held-out theorems with traced (non-sorry) steps, per (column, split)."""
 
     def __init__(self, stream: list[Any]):
+        from agent.learn.generator import generator_examples
+
         self.groups = [(j, split, [t for t in repo.theorems_in(split) if t.tactics and not t.is_sorry])
                        for j, repo in enumerate(stream) for split in EVAL_SPLITS]
+        # the same steps as (gold premises + state -> tactic) examples, the training format, for token accuracy
+        self.examples = {(j, split): [e for e in generator_examples(repo, splits=(split,)) if e.tactic != "sorry"]
+                         for j, repo in enumerate(stream) for split in EVAL_SPLITS}
         self.T = len(stream)
 
     def steps(self, split: str | None = None) -> int:
@@ -285,6 +290,40 @@ class GenHeldOut:
             keys = [(j, s) for j in range(self.T) for s in EVAL_SPLITS if split in ("all", s)]
             pooled[split] = {**{f"tactic@{k}": mean(keys, k) for k in KS}, "steps": self.steps(
                 None if split == "all" else split)}
+        return per_col, pooled
+
+    def token_scores(self, learner: Any, select: Any) -> tuple[list[float], dict[str, float]]:
+        """Teacher-forced next-token accuracy on the held-out tactics (tokens of the tactic predicted right by
+        argmax, given the prompt and the tactic so far), per column over val+test and pooled: a finer view of
+        what the generator learns and forgets than exact match, which a tiny model rarely reaches. `select(j)`
+        prepares the model for column j (per-repository adapters)."""
+        import random
+
+        import torch
+
+        counts: dict[tuple[int, str], tuple[int, int]] = {}
+        for (j, split), examples in self.examples.items():
+            if not examples:
+                continue
+            select(j)
+            right = total = 0
+            for lo in range(0, len(examples), learner.batch_size):
+                batch = learner.make_batch(examples[lo:lo + learner.batch_size], random.Random(0))
+                with torch.no_grad():
+                    logits = learner.batch_logits(learner.model, batch)
+                labels = batch.labels if learner.seq2seq else batch.labels[:, 1:]
+                targets = labels[labels != -100]
+                right += int((logits.argmax(-1) == targets).sum())
+                total += int(targets.numel())
+            counts[(j, split)] = (right, total)
+
+        def mean(keys: list[tuple[int, str]]) -> float:
+            n = sum(counts[k][1] for k in keys if k in counts)
+            return sum(counts[k][0] for k in keys if k in counts) / n if n else float("nan")
+
+        per_col = [mean([(j, s) for s in EVAL_SPLITS]) for j in range(self.T)]
+        pooled = {split: mean([(j, s) for j in range(self.T) for s in EVAL_SPLITS if split in ("all", s)])
+                  for split in (*EVAL_SPLITS, "all")}
         return per_col, pooled
 
 
@@ -394,15 +433,19 @@ def run_gen_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
     context = gen_context(args, corpus, repos, base)
     held = GenHeldOut(stream)
     seed, T = args["seed"], len(stream)
-    A = {f"tactic@{k}": np.full((T, T), np.nan) for k in KS}
+    A = {key: np.full((T, T), np.nan) for key in (*[f"tactic@{k}" for k in KS], "token_acc")}
     seconds: list[float] = []
     steps = 0
     extra: dict[str, Any] = {}
 
-    def fill(i: int, generator_for: Any) -> dict[str, Any]:
+    def fill(i: int, generator_for: Any, learner: Any = None, select: Any = None) -> dict[str, Any]:
         per_col, pooled = held.score(generator_for, seed)
         for key, row in per_col.items():
             A[key][i] = row
+        if learner is not None:
+            A["token_acc"][i], tokens = held.token_scores(learner, select)
+            for split, value in tokens.items():
+                pooled[split]["token_acc"] = value
         return pooled
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -439,9 +482,12 @@ def run_gen_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
             learner = GeneratorLearner(model, tokenizer, seq2seq, config, strategies)
             adapters = "adapters" in names
 
-            def generator_for(j: int) -> Any:
+            def select(j: int) -> None:
                 if adapters:
                     select_adapter(learner.model, stream[j].name)
+
+            def generator_for(j: int) -> Any:
+                select(j)
                 return hf_generator(learner.model, tokenizer, context, args)
 
             if joint:
@@ -452,9 +498,9 @@ def run_gen_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
                 stats = learner.train_repository("joint", union, 0, seed)
                 seconds.append(time.perf_counter() - start)
                 steps = stats["batches"]
-                pooled = fill(T - 1, generator_for)
+                pooled = fill(T - 1, generator_for, learner, select)
             elif not learner.trains:            # frozen: the base generator, the same in every row
-                pooled = fill(0, generator_for)
+                pooled = fill(0, generator_for, learner, select)
                 for key in A:
                     A[key][1:] = A[key][0]
             else:
@@ -465,7 +511,7 @@ def run_gen_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
                     steps += stats["batches"]
                     if bank is not None:
                         bank.add_repository(repo)
-                    pooled = fill(i, generator_for)
+                    pooled = fill(i, generator_for, learner, select)
                     if adapters:
                         select_adapter(learner.model, None)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -473,24 +519,30 @@ def run_gen_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": seconds, "steps": steps, "peak_mib": peak_mib, "repos_trained": T, **extra}
 
 
-def summarize_gen(result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
-    """The lifelong metrics of the tactic@8 matrix (and ACC of tactic@1), as :func:`summarize` does for R@10."""
+def summarize_gen(result: dict[str, Any], baseline: dict[str, list[float]]) -> dict[str, Any]:
+    """The lifelong metrics of the tactic@8 matrix (and ACC of tactic@1), as :func:`summarize` does for R@10, and
+    the same metrics of the token-accuracy matrix (prefixed `tok_`; n/a for knn, which has no token model)."""
     from agent.evaluation import lifelong as metrics
 
     p = result["pooled"]
     row = {"strategy": result["strategy"], **{f"{s}_t{k}": p[s][f"tactic@{k}"] for s in (*EVAL_SPLITS, "all")
                                               for k in KS},
-           "acc": None, "bwt": None, "fwt": None, "forgetting": None, "acc1": None, "steps": result["steps"],
-           "s_per_repo": float(np.sum(result["train_seconds"])) / max(result["repos_trained"], 1),
-           "peak_mib": result["peak_mib"]}
-    A8 = np.asarray(result["matrix"]["tactic@8"], dtype=float)
+           **{f"{s}_tok": p[s].get("token_acc") for s in (*EVAL_SPLITS, "all")},
+           "steps": result["steps"], "peak_mib": result["peak_mib"],
+           "s_per_repo": float(np.sum(result["train_seconds"])) / max(result["repos_trained"], 1)}
     A1 = np.asarray(result["matrix"]["tactic@1"], dtype=float)
-    if result["joint"]:
-        row.update({"acc": float(np.nanmean(A8[-1])), "acc1": float(np.nanmean(A1[-1]))})
-    else:
-        b = np.asarray(result.get("baseline", baseline), dtype=float)
-        row.update({"acc": metrics.acc(A8), "bwt": metrics.bwt(A8), "fwt": metrics.fwt(A8, b),
-                    "forgetting": metrics.forgetting(A8), "acc1": metrics.acc(A1)})
+    for prefix, key in (("", "tactic@8"), ("tok_", "token_acc")):
+        A = np.asarray(result["matrix"][key], dtype=float)
+        row.update({f"{prefix}{m}": None for m in ("acc", "bwt", "fwt", "forgetting")})
+        if np.isnan(A).all():
+            continue
+        if result["joint"]:
+            row[f"{prefix}acc"] = float(np.nanmean(A[-1]))
+        else:
+            b = np.asarray(result.get("baseline", baseline[key]) if key == "tactic@8" else baseline[key], dtype=float)
+            row.update({f"{prefix}acc": metrics.acc(A), f"{prefix}bwt": metrics.bwt(A),
+                        f"{prefix}fwt": metrics.fwt(A, b), f"{prefix}forgetting": metrics.forgetting(A)})
+    row["acc1"] = float(np.nanmean(A1[-1])) if result["joint"] else metrics.acc(A1)
     return row
 
 
@@ -520,7 +572,7 @@ def main_generator(ns: argparse.Namespace) -> int:
         ctx = mp.get_context("spawn")
         with ctx.Pool(1) as pool:
             baseline_run = pool.apply(run_gen_row, ("frozen", args))
-        baseline = baseline_run["matrix"]["tactic@8"][0]        # the pre-trained base, before any repository
+        baseline = {k: v[0] for k, v in baseline_run["matrix"].items()}   # the pre-trained base, before any repository
         base_pooled = baseline_run["pooled"]
         results = []
         for spec in [s for s in ns.strategies.split(",") if s]:
@@ -558,6 +610,17 @@ def main_generator(ns: argparse.Namespace) -> int:
               f"{r['peak_mib']:>6.0f}{ratio('all_t8'):>6}{ratio('all_t1'):>6}")
     print("ACC/BWT/FWT/forget over the tactic@8 matrix (FWT against the pre-trained base; knn: the empty bank, "
           "knn+pre: its starting bank); t@8/j, t@1/j: pooled val+test figure over the `joint` row's")
+    print(f"\nteacher-forced token accuracy on the same held-out tactics (pre-trained base: "
+          f"{fmt(base_pooled['all'].get('token_acc'))}); knn rows have no token model")
+    head = (f"{'row':<22}{'val tok':>8}{'test tok':>9}{'ACC':>7}{'BWT':>8}{'FWT':>8}{'forget':>7}{'tok/j':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if r["all_tok"] is None:
+            continue
+        ratio = f"{r['all_tok'] / ref['all_tok']:.2f}" if ref and ref["all_tok"] else "n/a"
+        print(f"{r['strategy'][:21]:<22}{fmt(r['val_tok']):>8}{fmt(r['test_tok']):>9}{fmt(r['tok_acc']):>7}"
+              f"{fmt(r['tok_bwt'], True):>8}{fmt(r['tok_fwt'], True):>8}{fmt(r['tok_forgetting']):>7}{ratio:>6}")
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 
