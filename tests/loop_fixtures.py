@@ -43,6 +43,14 @@ def prepare_workspace(ws: Path) -> None:
     (ws / "lifelean.toml").write_text(FAST_CONFIG)
 
 
+def run_to_end(ws: Path, data: Path, config: str) -> Path:
+    """A workspace with `config` whose loop has run over `data` (one repository per top directory)."""
+    ws.mkdir(parents=True)
+    (ws / "lifelean.toml").write_text(config)
+    run(ws, "run", str(data), "--split-by-dir", "2", "--json")
+    return ws
+
+
 def lifelean_cmd(ws: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "agent.cli", "-w", str(ws), *args]
 

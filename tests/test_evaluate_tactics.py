@@ -58,11 +58,7 @@ def unknown(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def finished(data, tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("tactics-ws") / "ws"
-    ws.mkdir()
-    (ws / "lifelean.toml").write_text(CONFIG)
-    lf.run(ws, "run", str(data), "--split-by-dir", "2", "--json")
-    return ws
+    return lf.run_to_end(tmp_path_factory.mktemp("tactics-ws") / "ws", data, CONFIG)
 
 
 def test_knn_tactic_accuracy_counts_held_out_steps_whose_tactic_the_bank_holds(finished, data):

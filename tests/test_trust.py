@@ -33,11 +33,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def finished(data, tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("trust-ws") / "ws"
-    ws.mkdir()
-    (ws / "lifelean.toml").write_text(CONFIG)
-    lf.run(ws, "run", str(data), "--split-by-dir", "2", "--json")
-    return ws
+    return lf.run_to_end(tmp_path_factory.mktemp("trust-ws") / "ws", data, CONFIG)
 
 
 def _copy(ws: Path, tmp_path: Path) -> Path:
