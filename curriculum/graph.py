@@ -6,11 +6,12 @@ contribute no edges, and :func:`imports_known` says whether any were recorded at
 """
 from __future__ import annotations
 
-from typing import Iterable
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterable
 
 from curriculum.lean_data import Repository
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def imports_known(repos: Iterable[Repository]) -> bool:
@@ -20,6 +21,8 @@ def imports_known(repos: Iterable[Repository]) -> bool:
 
 def file_graph(repos: Iterable[Repository]) -> nx.DiGraph:
     """File → file import graph from `corpus.jsonl` imports (edge `imported → importer`)."""
+    import networkx as nx  # here, not at module level: importing networkx costs every CLI call ~0.3 s
+
     g = nx.DiGraph()
     for repo in repos:
         for pf in repo.premise_files:
@@ -35,6 +38,8 @@ def repository_graph(repos: list[Repository]) -> nx.DiGraph:
     An edge comes from a declared dependency (matched by name or URL) or from a shared import: a file
     of repository A imports a file that repository B owns.
     """
+    import networkx as nx
+
     g = nx.DiGraph()
     owner: dict[str, str] = {}
     by_ref: dict[str, str] = {}
@@ -59,6 +64,8 @@ def repository_graph(repos: list[Repository]) -> nx.DiGraph:
 
 def premise_usage_graph(repos: Iterable[Repository]) -> nx.DiGraph:
     """Theorem → premise graph from the premises named in annotated tactics (edge attribute `uses`)."""
+    import networkx as nx
+
     g = nx.DiGraph()
     for repo in repos:
         for thm in repo.theorems:

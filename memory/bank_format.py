@@ -3,7 +3,10 @@
 A record is a 16-byte header (magic, type, payload length, CRC-32 of the payload) and a payload. A *block*
 holds items written together: ids, reservoir keys, one vector code per distinct proof state (a proof and its
 first step share a state; so do many steps), and the item texts as one zstd frame (items of one proof share
-most of their text, so compressing them together pays). Vector codes are int8/int4 scalar codes with one
+most of their text, so compressing them together pays). A BLOCK3 block also holds a small uncompressed index
+of its items (repository, kind, whether it names premises, content digest), so that opening a bank reads
+what matching, sampling, eviction and de-duplication need without decompressing a single text: the text
+frame is decoded the first time one of its items is asked for. Vector codes are int8/int4 scalar codes with one
 scale per vector, or the codes of a trained faiss codec (:class:`FaissCodec`: product quantization or a
 per-dimension scalar quantizer). A *tombstone* lists ids that were evicted or forgotten. The manifest (`index.json`, written atomically)
 records how many bytes of each segment are committed; bytes after that are a torn or uncommitted tail.
@@ -26,7 +29,10 @@ MAGIC = b"LLBK"
 HEADER = struct.Struct("<4sB3xII")  # magic, record type, payload length, crc32(payload)
 BLOCK_HEAD = struct.Struct("<IHBx")  # items, dim, quantization code
 BLOCK2_HEAD = struct.Struct("<IIHBx")  # items, distinct vectors, dim, quantization code
-BLOCK, TOMBSTONE, BLOCK2 = 1, 2, 3    # BLOCK (one vector per item) is still read; new blocks are BLOCK2
+BLOCK3_HEAD = struct.Struct("<IIHBxI")  # items, distinct vectors, dim, quantization code, index bytes
+BLOCK, TOMBSTONE, BLOCK2, BLOCK3 = 1, 2, 3, 4  # BLOCK and BLOCK2 (no item index) are still read; new: BLOCK3
+FLAG_STEP, FLAG_PREMISES = 1, 2       # per-item flags of a BLOCK3 index
+DIGEST_BYTES = 20                      # sha1
 QUANT_INT8, QUANT_INT4, QUANT_PQ, QUANT_SQ6 = 1, 2, 3, 4
 QUANT_CODES = {"int8": QUANT_INT8, "int4": QUANT_INT4, "pq": QUANT_PQ, "sq6": QUANT_SQ6}
 # faiss index_factory strings of the trained codecs. PQ192x8: 2-dimensional sub-vectors, 256 centroids each
@@ -84,6 +90,61 @@ class FaissCodec:
         return self.index.sa_decode(np.ascontiguousarray(codes).view(np.uint8))
 
 
+def content_digest(kind: str, repo: str, theorem: str, state: str, tactic: str, proof: list[str]) -> bytes:
+    """The content identity of a bank item (the same step or proof is stored once): sha1 of its key fields."""
+    key = json.dumps([kind, repo, theorem, state, tactic, list(proof)])
+    return hashlib.sha1(key.encode("utf-8")).digest()
+
+
+def _text_digest(t: dict) -> bytes:
+    return content_digest(t["kind"], t["repo"], t["theorem"], t["state"], t["tactic"], t.get("proof", ()))
+
+
+@dataclass
+class BlockIndex:
+    """What a bank needs of every item without its text: repository, flags (FLAG_*) and content digest."""
+
+    repos: list[str]      # the block's repository names
+    repo: np.ndarray      # uint16 (n,) item -> index into `repos`
+    flags: np.ndarray     # uint8 (n,)
+    digests: bytes        # DIGEST_BYTES per item
+
+    @classmethod
+    def of_texts(cls, texts: list[dict]) -> "BlockIndex":
+        names = sorted({t["repo"] for t in texts})
+        code = {r: j for j, r in enumerate(names)}
+        repo = np.asarray([code[t["repo"]] for t in texts], dtype=np.uint16)
+        flags = np.asarray([(FLAG_STEP if t["kind"] == "step" else 0) | (FLAG_PREMISES if t.get("premises") else 0)
+                            for t in texts], dtype=np.uint8)
+        return cls(names, repo, flags, b"".join(_text_digest(t) for t in texts))
+
+    def to_bytes(self) -> bytes:
+        return (self.repo.tobytes() + self.flags.tobytes() + self.digests
+                + json.dumps(self.repos, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, n: int) -> "BlockIndex":
+        fixed = n * (2 + 1 + DIGEST_BYTES)
+        if len(data) < fixed:
+            raise ValueError("item index is truncated")
+        repo = np.frombuffer(data, dtype=np.uint16, count=n)
+        flags = np.frombuffer(data, dtype=np.uint8, count=n, offset=2 * n)
+        repos = json.loads(data[fixed:].decode("utf-8"))
+        if not isinstance(repos, list) or not all(isinstance(r, str) for r in repos):
+            raise ValueError("item index names no repositories")
+        if n and int(repo.max()) >= len(repos):
+            raise ValueError("item index repository out of range")
+        return cls(repos, repo, flags, bytes(data[3 * n: fixed]))
+
+    def digest(self, row: int) -> bytes:
+        return self.digests[row * DIGEST_BYTES: (row + 1) * DIGEST_BYTES]
+
+
+def decode_texts(frame: bytes) -> list:
+    """The item dicts of one block's zstd text frame (the one place texts are decompressed)."""
+    return json.loads(zstandard.ZstdDecompressor().decompress(frame))
+
+
 @dataclass
 class Block:
     ids: np.ndarray       # int64 (n,)
@@ -91,20 +152,34 @@ class Block:
     scales: np.ndarray    # float32 (u,) (empty for faiss codes)
     raw_lens: np.ndarray  # uint32 (n,) uncompressed JSON length of each item (for per-item byte shares)
     codes: np.ndarray     # int8 (u, width): one code per distinct state
-    texts: list[dict]     # item dicts
+    texts: list[dict] | None  # item dicts (None until :meth:`item_texts` decodes `frame`)
     nbytes: int = 0       # whole record on disk
     quant: int = QUANT_INT8
     dim: int = 0          # vector dimension (int4 packs two codes per byte)
     vec_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint16))  # (n,) item -> code row
+    index: BlockIndex | None = None  # per-item repository, flags, digest
+    frame: bytes | None = None       # the zstd text frame while `texts` is not decoded
+    index_bytes: int = 0             # bytes of the BLOCK3 item index: not charged to the items (see item_bytes)
+
+    def item_texts(self) -> list[dict]:
+        """The item dicts, decompressed on first use (a ValueError if the frame does not hold them)."""
+        if self.texts is None:
+            texts = decode_texts(self.frame or b"")
+            if not isinstance(texts, list) or len(texts) != len(self.ids):
+                raise ValueError(f"block holds {len(self.ids)} vectors but "
+                                 f"{len(texts) if isinstance(texts, list) else 'no'} texts")
+            self.texts = texts
+        return self.texts
 
     def item_bytes(self) -> np.ndarray:
         """Bytes on disk attributed to each item: fixed fields, its share of its (shared) vector code, and a
-        share of the text frame proportional to its raw length."""
+        share of the text frame proportional to its raw length. The BLOCK3 item index is left out: an item
+        costs what it cost before there was an index, so budgets and eviction are unchanged by it."""
         n = len(self.ids)
         u, width = self.codes.shape
         per_vec = width + (4 if len(self.scales) else 0)
         sharers = np.bincount(self.vec_index, minlength=u)[self.vec_index]
-        text = self.nbytes - n * ITEM_FIXED - u * per_vec
+        text = self.nbytes - self.index_bytes - n * ITEM_FIXED - u * per_vec
         share = self.raw_lens / max(1, int(self.raw_lens.sum()))
         return ITEM_FIXED + per_vec / sharers + text * share
 
@@ -157,7 +232,7 @@ def dequantize(block: "Block", codecs: dict[str, FaissCodec] | None = None) -> n
 
 def encode_block(ids: np.ndarray, keys: np.ndarray, vectors: np.ndarray, texts: list[dict],
                  quantization: str = "int8", codec: FaissCodec | None = None) -> tuple[bytes, Block]:
-    """One BLOCK2 record; items with the same `state` text share one vector code."""
+    """One BLOCK3 record; items with the same `state` text share one vector code."""
     if quantization in FAISS_FACTORY and codec is None:
         quantization = "int8"  # codec not trained yet (too few items): such blocks are re-coded once it is
     quant = QUANT_CODES[quantization]
@@ -177,15 +252,18 @@ def encode_block(ids: np.ndarray, keys: np.ndarray, vectors: np.ndarray, texts: 
     raws = [json.dumps(t, ensure_ascii=False, separators=(",", ":")).encode("utf-8") for t in texts]
     raw_lens = np.asarray([len(r) for r in raws], dtype=np.uint32)
     text = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(b"[" + b",".join(raws) + b"]")
+    index = BlockIndex.of_texts(texts)
+    meta = index.to_bytes()
     payload = b"".join([
-        BLOCK2_HEAD.pack(len(texts), len(codes), dim, quant),
+        BLOCK3_HEAD.pack(len(texts), len(codes), dim, quant, len(meta)),
         np.asarray(ids, dtype=np.int64).tobytes(), np.asarray(keys, dtype=np.float32).tobytes(),
         raw_lens.tobytes(), vec_index.tobytes(), scales.tobytes(),
-        struct.pack("<I", codes.shape[1]) if codec is not None else b"", codes.tobytes(), text,
+        struct.pack("<I", codes.shape[1]) if codec is not None else b"", codes.tobytes(), meta, text,
     ])
-    record = _record(BLOCK2, payload)
+    record = _record(BLOCK3, payload)
     block = Block(np.asarray(ids, dtype=np.int64), np.asarray(keys, dtype=np.float32), scales, raw_lens, codes,
-                  texts, len(record), quant, dim, vec_index)
+                  texts, len(record), quant, dim, vec_index, index=index,
+                  index_bytes=BLOCK3_HEAD.size - BLOCK2_HEAD.size + len(meta))
     return record, block
 
 
@@ -201,8 +279,13 @@ def _record(kind: int, payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, kind, len(payload), zlib.crc32(payload)) + payload
 
 
-def _decode_block(payload: bytes, size: int, v2: bool) -> Block:
-    if v2:
+def _decode_block(payload: bytes, size: int, kind: int) -> Block:
+    """A block record's arrays and item index; BLOCK3 texts stay compressed (`Block.frame`) until asked for."""
+    v2, meta_len = kind in (BLOCK2, BLOCK3), 0
+    if kind == BLOCK3:
+        n, u, dim, quant, meta_len = BLOCK3_HEAD.unpack_from(payload, 0)
+        off = BLOCK3_HEAD.size
+    elif v2:
         n, u, dim, quant = BLOCK2_HEAD.unpack_from(payload, 0)
         off = BLOCK2_HEAD.size
     else:
@@ -230,10 +313,16 @@ def _decode_block(payload: bytes, size: int, v2: bool) -> Block:
         width = int(struct.unpack_from("<I", payload, off)[0])
         off += 4
     codes = take(np.int8, u * width).reshape(u, width)
-    texts = json.loads(zstandard.ZstdDecompressor().decompress(payload[off:]))
-    if len(texts) != n:
-        raise ValueError(f"block holds {n} vectors but {len(texts)} texts")
-    return Block(ids, keys, scales, raw_lens, codes, texts, size, quant, dim, vec_index)
+    if kind == BLOCK3:
+        if off + meta_len > len(payload):
+            raise ValueError("item index runs past the record")
+        index = BlockIndex.from_bytes(payload[off: off + meta_len], n)
+        return Block(ids, keys, scales, raw_lens, codes, None, size, quant, dim, vec_index, index=index,
+                     frame=payload[off + meta_len:], index_bytes=BLOCK3_HEAD.size - BLOCK2_HEAD.size + meta_len)
+    block = Block(ids, keys, scales, raw_lens, codes, None, size, quant, dim, vec_index, frame=payload[off:])
+    block.index = BlockIndex.of_texts(block.item_texts())  # older blocks have no index: built from their texts
+    block.frame = None
+    return block
 
 
 class SegmentMissing(WorkspaceError):
@@ -262,8 +351,8 @@ def read_segment(path: Path, committed: int) -> list[tuple[int, Block | np.ndarr
             payload = data[pos + HEADER.size: pos + HEADER.size + length]
             if len(payload) != length or zlib.crc32(payload) != crc:
                 raise ValueError("checksum mismatch")
-            if kind in (BLOCK, BLOCK2):
-                out.append((BLOCK, _decode_block(payload, HEADER.size + length, kind == BLOCK2)))
+            if kind in (BLOCK, BLOCK2, BLOCK3):
+                out.append((BLOCK, _decode_block(payload, HEADER.size + length, kind)))
             elif kind == TOMBSTONE:
                 out.append((TOMBSTONE, np.frombuffer(payload, dtype=np.int64)))
             else:

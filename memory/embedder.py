@@ -29,6 +29,7 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 
 POOLING_MODES = ("mean", "cls", "max")
+MAX_BATCH_TOKENS = 2048  # padded tokens per inference pass at most: 8 texts at the 256 cap, 64 of 32 tokens
 _T5_TYPES = ("t5", "mt5", "umt5")
 
 
@@ -100,7 +101,7 @@ class Encoder:
     """A sentence encoder. `encode` is for inference (no grad); `embed` keeps the graph for training."""
 
     def __init__(self, model, tokenizer, name: str, max_length: int = 256, batch_size: int = 64,
-                 version: str | None = None, pooling: str = "mean"):
+                 version: str | None = None, pooling: str = "mean", max_batch_tokens: int = MAX_BATCH_TOKENS):
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         self.pooling = pooling
@@ -109,6 +110,7 @@ class Encoder:
         self.name = name
         self.max_length = max_length
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self._version = version
         self._memo_size = 0
         self._memo: "OrderedDict[str, np.ndarray]" = OrderedDict()
@@ -169,18 +171,69 @@ class Encoder:
         texts = list(texts)
         if chunk is None or len(texts) <= chunk:
             return self._embed_batch(self._tokenize(texts))
-        device = next(self.model.parameters()).device
+        encoded, groups, inverse = self._length_groups(texts, chunk)
+        return torch.cat([self._embed_batch(self._padded(encoded, idx)) for idx in groups])[inverse]
+
+    def _length_groups(self, texts: list[str], chunk: int, max_tokens: int = 0):
+        """Texts tokenized once and grouped by token length into runs of at most `chunk` texts and, with
+        `max_tokens`, at most that many padded tokens: (tokenized texts, [indices per group], the permutation
+        that puts the concatenated group outputs back in the texts' order)."""
+        import torch
+
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        order = sorted(range(len(texts)), key=lambda i: (len(encoded["input_ids"][i]), i))
-        parts = []
-        for start in range(0, len(order), chunk):
-            idx = order[start:start + chunk]
-            padded = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded.keys()},
-                                        return_tensors="pt")
-            parts.append(self._embed_batch({k: v.to(device) for k, v in padded.items()}))
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        groups: list[list[int]] = []
+        group: list[int] = []
+        for i in sorted(range(len(texts)), key=lambda i: (lengths[i], i)):
+            if group and (len(group) >= chunk or (max_tokens and (len(group) + 1) * lengths[i] > max_tokens)):
+                groups.append(group)
+                group = []
+            group.append(i)
+        if group:
+            groups.append(group)
+        order = [i for g in groups for i in g]
         inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        return torch.cat(parts)[inverse.to(device)]
+        inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+        return encoded, groups, inverse.to(next(self.model.parameters()).device)
+
+    def _padded(self, encoded, idx: list[int]):
+        """The texts `idx` of `encoded` as one padded batch on the model's device."""
+        device = next(self.model.parameters()).device
+        padded = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded.keys()}, return_tensors="pt")
+        return {k: v.to(device) for k, v in padded.items()}
+
+    def embed_recomputed(self, texts: Sequence[str], chunk: int):
+        """Gradient caching (GradCache, Gao et al. 2021): the vectors of :meth:`embed` with `chunk`, computed
+        without a graph, as a leaf tensor that collects the loss's gradient, and a function that back-propagates
+        that gradient into the weights one length group at a time, recomputing each group's forward pass with
+        the random state (dropout) it first had. Weights get the gradients of :meth:`embed` (up to float
+        rounding) while the autograd graph held at any moment is one group's, not the whole batch's, for one
+        extra forward pass. Call the returned function after `loss.backward()` and before the next forward."""
+        import torch
+
+        texts = list(texts)
+        encoded, groups, inverse = self._length_groups(texts, chunk)
+        batches = [self._padded(encoded, idx) for idx in groups]
+        device = next(self.model.parameters()).device
+        states = []
+        with torch.no_grad():
+            parts = []
+            for batch in batches:
+                states.append(_rng_state(device))
+                parts.append(self._embed_batch(batch))
+        leaf = torch.cat(parts)[inverse].requires_grad_(True)
+
+        def backward() -> None:
+            if leaf.grad is None:
+                return
+            resume = _rng_state(device)
+            grad = leaf.grad
+            for idx, batch, state in zip(groups, batches, states):
+                _set_rng_state(device, state)
+                self._embed_batch(batch).backward(grad[torch.tensor(idx, device=device)])
+            _set_rng_state(device, resume)
+
+        return leaf, backward
 
     def _embed_batch(self, batch):
         import torch.nn.functional as F
@@ -231,24 +284,41 @@ class Encoder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        # Sort by length so each batch pads little; restore the order at the end.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Batches of similar token length, each padded to its own longest text; long texts go in smaller
+        # batches, so no forward pass holds more than `max_batch_tokens` padded tokens (attention is quadratic
+        # in length: 64 states of 256 tokens took 0.5 GB more memory than 8, and were slower on 2 cores).
+        encoded, groups, _ = self._length_groups(texts, self.batch_size, self.max_batch_tokens)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        batches = range(0, len(texts), self.batch_size)
-        if progress and len(texts) > self.batch_size:
+        batches = groups
+        if progress and len(groups) > 1:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc=desc, unit="batch", leave=False)
+            batches = tqdm(groups, desc=desc, unit="batch", leave=False)
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in batches:
-                    idx = order[start:start + self.batch_size]
-                    out[idx] = self.embed([texts[i] for i in idx]).float().cpu().numpy()
+                for idx in batches:
+                    out[idx] = self._embed_batch(self._padded(encoded, idx)).float().cpu().numpy()
         finally:
             self.model.train(was_training)
         return out
+
+
+def _rng_state(device) -> tuple:
+    """The random state a forward pass on `device` draws its dropout masks from."""
+    import torch
+
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(device, state: tuple) -> None:
+    import torch
+
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def premise_text(full_name: str, code: str, path: str) -> str:

@@ -50,7 +50,13 @@ def test_the_memo_embeds_each_text_once_and_forgets_with_the_weights(encoder, mo
 
 
 def test_length_grouped_forward_passes_give_the_same_vectors_and_gradients(encoder, b4_sample):
+    import copy
+
     from curriculum.lean_data import load_dataset, to_repositories
+    from memory.embedder import Encoder
+
+    # A trainable copy: learners freeze the shared encoder's weights (their frozen document tower).
+    encoder = Encoder(copy.deepcopy(encoder.model).requires_grad_(True), encoder.tokenizer, encoder.name)
 
     repos = to_repositories(load_dataset(b4_sample), split_by_dir=2)
     states = [t.state_before for r in repos for th in r.theorems for t in th.tactics][:12]
@@ -142,3 +148,53 @@ def test_an_evaluation_row_embeds_its_states_in_one_pass_and_proves_in_one_pool(
     assert pools == [sum(r["theorems"] for r in records)]      # one prover pool for the whole row
     assert len(passes) == 1 and passes[0] >= sum(r["tactic_steps"] for r in scored)
     assert all(r["recall@10"] is not None and r["tactic@8"] is not None for r in scored)
+
+
+def test_inference_passes_hold_a_bounded_number_of_padded_tokens(encoder, monkeypatch):
+    """Long texts go in smaller batches (attention is quadratic in length); short ones still fill a batch."""
+    from memory.embedder import Encoder
+
+    bounded = Encoder(encoder.model, encoder.tokenizer, encoder.name, batch_size=64, max_batch_tokens=512)
+    texts = ["x + " * 200 + str(i) for i in range(12)] + [f"⊢ {i} < {i} + 1" for i in range(40)]
+    alone = np.stack([encoder.encode([t], memo=False)[0] for t in texts[::7]])
+    passes: list[tuple[int, int]] = []
+    inner = bounded._embed_batch
+
+    def counted(batch):
+        passes.append(tuple(batch["input_ids"].shape))
+        return inner(batch)
+
+    monkeypatch.setattr(bounded, "_embed_batch", counted)
+    vectors = bounded.encode(texts, memo=False)
+    assert max(rows * width for rows, width in passes) <= 512
+    assert max(rows for rows, _ in passes) > 2 * min(rows for rows, _ in passes)   # short texts share a pass
+    assert sum(rows for rows, _ in passes) == len(texts)
+    assert np.allclose(vectors[::7], alone, atol=1e-5)                 # batching never changes a vector
+
+
+def test_the_heap_freed_by_a_step_goes_back_to_the_operating_system():
+    """Freed heap pages stay resident under glibc until trimmed; the loop trims after every step."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from common.heap import release_free_memory\n"
+        "def rss():\n"
+        "    return next(int(l.split()[1]) // 1024 for l in open('/proc/self/status') if l.startswith('VmRSS:'))\n"
+        "kept, freed = [], []\n"
+        "for i in range(4000):\n"
+        "    freed.append(bytearray(100_000))   # below glibc's mmap threshold: from the heap\n"
+        "    kept.append(bytearray(64))          # pins the heap top, so free() alone cannot shrink it\n"
+        "del freed\n"
+        "after_free = rss()\n"
+        "print(after_free, int(release_free_memory()), rss())\n")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("malloc_trim is glibc's")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    after_free, ran, after_trim = map(int, out.stdout.split())
+    if not ran:
+        pytest.skip("not glibc")
+    assert after_free > 100                       # ~0.4 GB freed but still resident
+    assert after_trim < after_free / 2

@@ -70,6 +70,21 @@ def _nanmax(values: Iterable[float]) -> float:
     return max(vals) if vals else math.nan
 
 
+def _mean_of(terms: np.ndarray) -> float | None:
+    """:func:`_mean` of an array of terms, in the same order and with Python's own ``sum`` (so the result is
+    bit-identical to the term-by-term loop it replaces; only the NaN filter and the arithmetic are in numpy)."""
+    vals = np.asarray(terms, dtype=float).ravel()
+    vals = vals[~np.isnan(vals)].tolist()
+    return sum(vals) / len(vals) if vals else None
+
+
+def _nanmax_axis(M: np.ndarray, axis: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """Max along `axis` of the defined entries (and of `keep`'s True cells only); NaN where there is none."""
+    defined = ~np.isnan(M) if keep is None else ~np.isnan(M) & keep
+    out = np.where(defined, M, -np.inf).max(axis=axis, initial=-np.inf)
+    return np.where(defined.any(axis=axis), out, np.nan)
+
+
 # -- standard metrics ---------------------------------------------------------------------------------
 
 def acc(A: np.ndarray) -> float | None:
@@ -83,7 +98,7 @@ def bwt(A: np.ndarray) -> float | None:
     Negative means forgetting. Undefined (None) for T = 1.
     """
     T = len(A)
-    return _mean(A[T - 1, j] - A[j, j] for j in range(T - 1))
+    return _mean_of(A[T - 1, : T - 1] - np.diag(A)[: T - 1])
 
 
 def fwt(A: np.ndarray, baseline: Sequence[float] | np.ndarray) -> float | None:
@@ -93,7 +108,8 @@ def fwt(A: np.ndarray, baseline: Sequence[float] | np.ndarray) -> float | None:
     untrained model. Undefined for T = 1.
     """
     b = np.asarray(baseline, dtype=float)
-    return _mean(A[j - 1, j] - b[j] for j in range(1, len(A)))
+    T = len(A)
+    return _mean_of(A[np.arange(T - 1), np.arange(1, T)] - b[1:T])
 
 
 def forgetting(A: np.ndarray, seen_only: bool = False) -> float | None:
@@ -106,11 +122,9 @@ def forgetting(A: np.ndarray, seen_only: bool = False) -> float | None:
     no zero-shot A[i][j], i < j, exceeds the best later score; `suite` reports both.
     """
     T = len(A)
-    terms = []
-    for j in range(T - 1):
-        rows = range(j, T - 1) if seen_only else range(T - 1)
-        terms.append(_nanmax(A[i, j] for i in rows) - A[T - 1, j])
-    return _mean(terms)
+    before = A[: T - 1, : T - 1]
+    keep = np.tri(T - 1, dtype=bool) if seen_only else None  # row i >= column j
+    return _mean_of(_nanmax_axis(before, 0, keep) - A[T - 1, : T - 1])
 
 
 def plasticity(A: np.ndarray) -> float | None:
@@ -128,9 +142,10 @@ def average_curve(A: np.ndarray) -> list[float]:
     NaN where row t has no defined seen entry.
     """
     out = []
+    defined = ~np.isnan(A) & np.tri(len(A), dtype=bool)
     for t in range(len(A)):
-        m = _mean(A[t, : t + 1])
-        out.append(math.nan if m is None else m)
+        vals = A[t][defined[t]].tolist()   # row t's seen entries, in column order (Python's sum: see _mean_of)
+        out.append(sum(vals) / len(vals) if vals else math.nan)
     return out
 
 
@@ -141,8 +156,7 @@ def incremental_acc(A: np.ndarray) -> float | None:
 
 def dr_acc(A: np.ndarray) -> float | None:
     """ACC over the lower triangle: mean_{i>=j} A[i][j] (Díaz-Rodríguez et al. 2018)."""
-    T = len(A)
-    return _mean(A[i, j] for i in range(T) for j in range(i + 1))
+    return _mean_of(A[np.tril_indices(len(A))])  # row-major: the order of the double loop it replaces
 
 
 def expanded_bwt(A: np.ndarray) -> float | None:
@@ -151,14 +165,13 @@ def expanded_bwt(A: np.ndarray) -> float | None:
     Díaz-Rodríguez et al. 2018; LeanAgent (Kumarappan et al. 2025, §5) reports it as "expanded BWT".
     Undefined for T = 1.
     """
-    T = len(A)
-    return _mean(A[i, j] - A[j, j] for i in range(T) for j in range(i))
+    i, j = np.tril_indices(len(A), -1)
+    return _mean_of(A[i, j] - A[j, j])
 
 
 def dr_fwt(A: np.ndarray) -> float | None:
     """Díaz-Rodríguez FWT = mean_{i<j} A[i][j] (Díaz-Rodríguez et al. 2018; no baseline subtracted)."""
-    T = len(A)
-    return _mean(A[i, j] for i in range(T) for j in range(i + 1, T))
+    return _mean_of(A[np.triu_indices(len(A), 1)])
 
 
 # -- LeanAgent's metrics (Kumarappan et al. 2025; leanagent.md §1e) -----------------------------------
@@ -192,7 +205,8 @@ def leanagent_fm(A: np.ndarray) -> float | None:
     step t minus the final score of repository t. Undefined for T = 1.
     """
     T = len(A)
-    return _mean(_nanmax(A[t, : t + 1]) - A[T - 1, t] for t in range(1, T))
+    best = _nanmax_axis(A, 1, np.tri(T, dtype=bool))   # max of the defined A[t][j], j <= t
+    return _mean_of(best[1:] - A[T - 1, 1:])
 
 
 def incremental_plasticity(val: Sequence[float]) -> float | None:

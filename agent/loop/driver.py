@@ -25,10 +25,16 @@ from agent.loop.prove import step_prove
 from agent.workspace import PHASES, RunRecord, Workspace
 from agent.workspace.checkpoints import recover_checkpoints
 from common.atomic import append_jsonl
+from common.heap import release_free_memory
 from common.errors import LifeleanError
 
 STEP_FUNCTIONS = {"index": step_index, "learn": step_learn, "prove": step_prove, "bank": step_bank,
                   "evaluate": step_evaluate}
+
+
+# Steps that free large blocks (weights, optimizer, teacher, graphs; a row's prover and query tower): the
+# heap is trimmed after them (~0.2 s), not after every small step.
+RELEASES_MEMORY = {"learn", "evaluate"}
 
 
 def peak_rss_mb() -> float:
@@ -53,6 +59,8 @@ def _run_step(ctx: LoopContext, name: str, fn: Callable[[], dict[str, Any]], ste
     started = time.perf_counter()
     try:
         out = fn()
+        if name in RELEASES_MEMORY:
+            release_free_memory()   # what it freed must not fragment the next step's heap (common/heap.py)
         append_jsonl(ctx.ws.metrics_path, {"kind": "timing", "step": step, "repo": key, "phase": name,
                                            "seconds": round(time.perf_counter() - started, 4),
                                            "peak_rss_mb": peak_rss_mb()})

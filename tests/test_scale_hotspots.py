@@ -1,0 +1,395 @@
+"""Scale hot spots of Mathlib-sized streams, each checked by counting work (never by timing it).
+
+Opening the memory bank decodes no item text; matching scores on one BLAS thread with today's results;
+`add` encodes each new state once and trains the same codec bytes as before; the lifelong metrics are
+vectorised with results identical to their loops; importing the CLI leaves networkx unloaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.evaluation import lifelong as L
+from memory import bank_format
+from memory.bank import BankItem, MemoryBank
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class HashEncoder:
+    """A fast deterministic stand-in for the base encoder: a unit vector seeded by the text's hash."""
+
+    version = "hash-encoder-1"
+    dim = 32
+
+    def __init__(self) -> None:
+        self.texts = 0
+
+    def encode(self, texts, progress: bool = False, desc: str = "", memo: bool = True) -> np.ndarray:
+        texts = list(texts)
+        self.texts += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for j, t in enumerate(texts):
+            seed = int(hashlib.sha1(t.encode("utf-8")).hexdigest()[:8], 16)
+            out[j] = np.random.default_rng(seed).standard_normal(self.dim)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class CountingEncoder:
+    """Wraps a real encoder and counts the texts passed to `encode`."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.texts = inner, 0
+
+    version = property(lambda self: self.inner.version)
+    dim = property(lambda self: self.inner.dim)
+
+    def encode(self, texts, *args, **kwargs) -> np.ndarray:
+        texts = list(texts)
+        self.texts += len(texts)
+        return self.inner.encode(texts, *args, **kwargs)
+
+
+def _stream(n: int, repos: int = 5) -> list[BankItem]:
+    """Steps and proofs of `repos` repositories; proofs share their first step's state, some steps repeat one."""
+    out = []
+    for i in range(n):
+        repo = f"R{i % repos}"
+        state = f"x y : ℕ\nh : x ≤ y\n⊢ f x {i // 2} = g y {i % 9}  -- {repo}"
+        out.append(BankItem("step", repo, f"{repo}.t{i // 3}", state, f"simp [lemma_{i % 13}]", "no goals",
+                            premises=(f"Nat.p{i % 4}",) if i % 3 else ()))
+        if i % 5 == 0:
+            out.append(BankItem("proof", repo, f"{repo}.t{i // 3}", state, "simp", "no goals", proof=("simp",)))
+    return out
+
+
+@pytest.fixture
+def decompressions(monkeypatch) -> list[int]:
+    """How many zstd frames are decompressed (through any code path of the bank)."""
+    import zstandard
+
+    calls: list[int] = []
+    real = zstandard.ZstdDecompressor
+
+    class Counting:
+        def __init__(self, *args, **kwargs) -> None:
+            self.inner = real(*args, **kwargs)
+
+        def decompress(self, data, *args, **kwargs):
+            calls.append(len(data))
+            return self.inner.decompress(data, *args, **kwargs)
+
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", Counting)
+    return calls
+
+
+# -- reference implementations: the bank's algorithms as they were, over eagerly known items ----------------
+
+def _expected_items(items: list[BankItem]) -> dict[int, BankItem]:
+    """Ids the bank gives a first `add` of `items`: duplicates dropped, sorted by repository (stable)."""
+    seen, fresh = set(), []
+    for it in items:
+        if it.digest not in seen:
+            seen.add(it.digest)
+            fresh.append(it)
+    fresh.sort(key=lambda it: it.repo)
+    return dict(enumerate(fresh))
+
+
+def _reference_match(known: dict[int, BankItem], ids: np.ndarray, mat: np.ndarray, q: np.ndarray, k: int,
+                     repos=None, kind="step") -> list[tuple[int, float]]:
+    scores = mat @ q
+    mask = np.ones(len(ids), dtype=bool)
+    if repos is not None:
+        mask &= np.asarray([known[int(i)].repo in set(repos) for i in ids])
+    if kind is not None:
+        step = np.asarray([known[int(i)].kind == "step" for i in ids])
+        mask &= step if kind == "step" else ~step
+    scores = np.where(mask, scores, -np.inf)
+    top = np.argpartition(-scores, min(k, len(ids)) - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(int(ids[j]), float(scores[j])) for j in top if np.isfinite(scores[j])]
+
+
+def _reference_sample(known: dict[int, BankItem], n: int, rng: random.Random, exclude_repo=None, repos=None,
+                      kind=None, need_premises=False) -> list[BankItem]:
+    ids = sorted(known)
+    pools: dict[str, list[int]] = {}
+    for name in sorted({it.repo for it in known.values()}):
+        if name == exclude_repo:
+            continue
+        mine = [i for i in ids if known[i].repo == name and (repos is None or name in repos)
+                and (kind is None or (known[i].kind == "step") == (kind == "step"))
+                and (not need_premises or known[i].premises)]
+        if mine:
+            pools[name] = rng.sample(mine, min(n, len(mine)))
+    order = sorted(pools)
+    rng.shuffle(order)
+    out: list[BankItem] = []
+    while len(out) < n and any(pools.values()):
+        for r in order:
+            if pools[r] and len(out) < n:
+                out.append(known[pools[r].pop()])
+    return out
+
+
+# -- 1. opening the bank decodes no text ---------------------------------------------------------------------
+
+def test_opening_a_bank_decodes_no_item_text(tmp_path, decompressions) -> None:
+    encoder = HashEncoder()
+    items = _stream(700)
+    writer = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    writer.add(items)
+    known = _expected_items(items)
+    blocks = math.ceil(len(known) / 256)
+    assert len(writer) == len(known) and blocks >= 3
+
+    decompressions.clear()
+    bank = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+    assert len(bank) == len(known) and bank.ids() == sorted(known)
+    ids, mat = bank.vectors()
+    assert decompressions == []                                   # was one frame per block, every open
+
+    q = encoder.encode(["x y : ℕ\nh : x ≤ y\n⊢ f x 3 = g y 3  -- R1"])[0]
+    for repos, kind in [(None, "step"), (["R1", "R3"], "step"), (["R2"], "proof"), (None, None)]:
+        got = [(m.id, m.score) for m in bank.match(q, k=7, repos=repos, kind=kind)]
+        assert got == _reference_match(known, ids, mat, q, 7, repos, kind)
+    assert 0 < len(decompressions) <= blocks   # only blocks of the results
+    for m in bank.match(q, k=5, kind=None):
+        assert m.item == known[m.id]
+
+    for args in [dict(n=9), dict(n=30, exclude_repo="R0"), dict(n=12, repos=["R1", "R4"], kind="step",
+                                                                  need_premises=True), dict(n=4, kind="proof")]:
+        fresh = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+        decompressions.clear()
+        got = fresh.sample(rng=random.Random(5), **args)
+        assert got == _reference_sample(known, rng=random.Random(5), **args)
+        assert len(decompressions) <= min(blocks, len(got))
+    assert bank.get(300) == known[300]
+    assert list(bank.items()) == sorted(known.items())
+    assert list(bank.items(repo="R2", kind="proof")) == [(i, it) for i, it in sorted(known.items())
+                                                         if it.repo == "R2" and it.kind == "proof"]
+
+
+def test_writes_after_a_lazy_open_keep_dedup_eviction_and_forget(tmp_path, decompressions) -> None:
+    encoder = HashEncoder()
+    items = _stream(600)
+    MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40).add(items)
+    decompressions.clear()
+    bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    assert bank.add(items) == 0 and decompressions == []            # dedup from the item index alone
+    removed = bank.forget_repo("R3")                                  # all commits: no text needed either
+    assert removed == sum(1 for it in _expected_items(items).values() if it.repo == "R3")
+    assert decompressions == []
+    reopened = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    assert {it.repo for _, it in reopened.items()} == {"R0", "R1", "R2", "R4"}
+    assert reopened.add(items) == removed                              # R3 comes back, nothing else
+    small = MemoryBank(tmp_path / "bank", encoder, budget_bytes=20_000)
+    small.add([BankItem("step", "R9", "R9.new", "⊢ True", "trivial", "no goals")])
+    per_repo = {r: s["bytes"] for r, s in small.stats().items()}
+    assert sum(per_repo.values()) <= 20_000 and len(per_repo) == 6   # balanced eviction kept every repository
+    again = MemoryBank(tmp_path / "bank", encoder, budget_bytes=20_000)
+    assert [(i, it) for i, it in again.items()] == [(i, it) for i, it in small.items()]
+    _, a = again.vectors()
+    _, b = small.vectors()
+    assert np.array_equal(a, b)
+
+
+def _as_block2(record: bytes) -> bytes:
+    """The BLOCK2 record (no item index) that stored the same block before BLOCK3 existed."""
+    import zlib
+
+    F = bank_format
+    magic, kind, length, _ = F.HEADER.unpack_from(record, 0)
+    assert kind == F.BLOCK3 and magic == F.MAGIC
+    payload = record[F.HEADER.size:F.HEADER.size + length]
+    n, u, dim, quant, meta_len = F.BLOCK3_HEAD.unpack_from(payload, 0)
+    frame = F._decode_block(payload, len(record), F.BLOCK3).frame
+    arrays = payload[F.BLOCK3_HEAD.size:len(payload) - meta_len - len(frame)]
+    new = F.BLOCK2_HEAD.pack(n, u, dim, quant) + arrays + frame
+    return F.HEADER.pack(F.MAGIC, F.BLOCK2, len(new), zlib.crc32(new)) + new
+
+
+def test_banks_written_before_the_item_index_read_the_same(tmp_path) -> None:
+    import json
+
+    encoder = HashEncoder()
+    items = _stream(300)
+    bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    bank.add(items)
+    seg = tmp_path / "bank" / "seg-000001.bin"
+    data, out, pos = seg.read_bytes(), b"", 0
+    while pos < len(data):
+        _, kind, length, _ = bank_format.HEADER.unpack_from(data, pos)
+        rec = data[pos:pos + bank_format.HEADER.size + length]
+        out += _as_block2(rec) if kind == bank_format.BLOCK3 else rec
+        pos += len(rec)
+    seg.write_bytes(out)
+    manifest = json.loads((tmp_path / "bank" / "index.json").read_text())
+    manifest["segments"][0]["committed"] = len(out)
+    (tmp_path / "bank" / "index.json").write_text(json.dumps(manifest))
+    old = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    assert list(old.items()) == list(bank.items())
+    assert np.array_equal(old.vectors()[1], bank.vectors()[1])
+    assert {r: s["bytes"] for r, s in old.stats().items()} == {r: s["bytes"] for r, s in bank.stats().items()}
+    q = encoder.encode(["⊢ f x 4 = g y 2"])[0]
+    assert [(m.id, m.score) for m in old.match(q, k=9, repos=["R2"])] == \
+        [(m.id, m.score) for m in bank.match(q, k=9, repos=["R2"])]
+    assert old.add(items) == 0 and old.forget_repo("R1") > 0 and len(MemoryBank(tmp_path / "bank", encoder)) == len(old)
+
+
+# -- 2. matching scores on one BLAS thread, with today's results ----------------------------------------------
+
+def test_match_scores_on_one_blas_thread_with_unchanged_results(tmp_path) -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    encoder = HashEncoder()
+    items = _stream(900)
+    bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    bank.add(items)
+    known = _expected_items(items)
+    ids, mat = bank.vectors()
+    threads: list[int] = []
+
+    class Spy(np.ndarray):
+        def __matmul__(self, other):
+            threads.extend(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+            return np.asarray(self) @ other
+
+    queries = encoder.encode([it.state for it in list(known.values())[:40:3]] + ["⊢ unrelated"])
+    expected = [_reference_match(known, ids, mat, q, 10, None, "step") for q in queries]
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    bank._mat = mat.view(Spy)
+    got = [[(m.id, m.score) for m in bank.match(q, k=10)] for q in queries]
+    assert got == expected                                         # ids, scores and order (ties included)
+    assert threads and set(threads) == {1}
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before
+    tie = np.zeros(encoder.dim, dtype=np.float32)                     # every score 0: ties ordered by id
+    assert [m.id for m in bank.match(tie, k=5)] == [i for i, _ in _reference_match(known, ids, mat, tie, 5)]
+
+
+# -- 3. add encodes each new state once; the codec is the one trained on states in state-hash order -----------
+
+def test_add_encodes_each_new_state_once_and_trains_the_same_codec(tmp_path, encoder) -> None:
+    from memory.bank import CODEC_MAX_TRAIN, CODEC_MIN_TRAIN
+    from memory.bank_format import FaissCodec
+
+    items = _stream(2 * CODEC_MIN_TRAIN["sq6"] + 30)
+    states = list(dict.fromkeys(it.state for it in items))
+    assert len(states) < len(items) and len(states) >= CODEC_MIN_TRAIN["sq6"]
+    order = sorted(states, key=lambda st: hashlib.sha1(st.encode("utf-8")).hexdigest())[:CODEC_MAX_TRAIN]
+    reference = FaissCodec.train("sq6", encoder.encode(order, memo=False)).to_bytes()  # today's training
+
+    counting = CountingEncoder(encoder)
+    bank = MemoryBank(tmp_path / "one", counting, quantization="sq6")
+    bank.add(items)
+    assert [p.read_bytes() for p in (tmp_path / "one").glob("codec-*.faiss")] == [reference]
+    assert counting.texts == len(states)                             # was every item's state, then all again
+
+    counting.texts = 0
+    resumed = MemoryBank(tmp_path / "two", counting, quantization="sq6")
+    resumed.add(items[::-1][:10])                                    # too few states: int8 for now
+    MemoryBank(tmp_path / "two", counting, quantization="sq6").add(items[::-1])   # a resume adds the rest
+    assert [p.read_bytes() for p in (tmp_path / "two").glob("codec-*.faiss")] == [reference]
+    assert counting.texts <= len(states) + 10                        # the 10 stored int8 states join training
+    again = MemoryBank(tmp_path / "two", counting, quantization="sq6")
+    assert again.match(items[7].state, k=1, kind=None)[0].item.state == items[7].state
+
+
+# -- 4. lifelong metrics: vectorised, identical to the loops they replace --------------------------------------
+
+def _ref_mean(terms):
+    vals = [float(t) for t in terms if t is not None and not math.isnan(t)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _ref_nanmax(values):
+    vals = [v for v in values if not math.isnan(v)]
+    return max(vals) if vals else math.nan
+
+
+def _ref_forgetting(A, seen_only=False):
+    T = len(A)
+    terms = []
+    for j in range(T - 1):
+        rows = range(j, T - 1) if seen_only else range(T - 1)
+        terms.append(_ref_nanmax(A[i, j] for i in rows) - A[T - 1, j])
+    return _ref_mean(terms)
+
+
+def _ref_average_curve(A):
+    out = []
+    for t in range(len(A)):
+        m = _ref_mean(A[t, : t + 1])
+        out.append(math.nan if m is None else m)
+    return out
+
+
+REFERENCE = {
+    "bwt": lambda A, b: _ref_mean(A[len(A) - 1, j] - A[j, j] for j in range(len(A) - 1)),
+    "fwt": lambda A, b: _ref_mean(A[j - 1, j] - b[j] for j in range(1, len(A))),
+    "forgetting": lambda A, b: _ref_forgetting(A),
+    "forgetting_seen": lambda A, b: _ref_forgetting(A, seen_only=True),
+    "dr_acc": lambda A, b: _ref_mean(A[i, j] for i in range(len(A)) for j in range(i + 1)),
+    "expanded_bwt": lambda A, b: _ref_mean(A[i, j] - A[j, j] for i in range(len(A)) for j in range(i)),
+    "dr_fwt": lambda A, b: _ref_mean(A[i, j] for i in range(len(A)) for j in range(i + 1, len(A))),
+    "fm": lambda A, b: _ref_mean(_ref_nanmax(A[t, : t + 1]) - A[len(A) - 1, t] for t in range(1, len(A))),
+}
+
+
+def _random_matrix(T: int, rng: np.random.Generator, nan_share: float) -> np.ndarray:
+    A = rng.random((T, T))
+    A[rng.random((T, T)) < nan_share] = np.nan                 # cells nobody evaluated
+    if T > 3:
+        A[:, 1] = np.nan                                        # a repository with no test theorems
+        A[2, :] = np.nan                                        # a row still in flight
+    return A
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 7, 31])
+@pytest.mark.parametrize("nan_share", [0.0, 0.3, 0.9])
+def test_lifelong_metrics_equal_their_loop_implementation(T, nan_share) -> None:
+    rng = np.random.default_rng(T * 100 + int(nan_share * 10))
+    A = _random_matrix(T, rng, nan_share)
+    b = rng.random(T)
+    b[rng.random(T) < nan_share] = np.nan
+    got = L.suite(A, list(b))
+    for name, ref in REFERENCE.items():
+        assert got[name] == ref(A, b), name                    # exactly: same terms, same order, same sum
+    curve = L.average_curve(A)
+    expected = _ref_average_curve(A)
+    assert len(curve) == T and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(curve, expected))
+    assert got["incremental_acc"] == _ref_mean(expected)
+    assert L.forgetting(np.full((T, T), np.nan)) is None and L.expanded_bwt(np.full((T, T), np.nan)) is None
+
+
+def test_lifelong_metrics_read_the_matrix_a_bounded_number_of_times() -> None:
+    """The loops indexed the matrix once per cell (T² Python steps per metric); now a few array operations."""
+    reads = [0]
+
+    class Counted(np.ndarray):
+        def __getitem__(self, key):
+            reads[0] += 1
+            return super().__getitem__(key)
+
+    T = 60
+    A = _random_matrix(T, np.random.default_rng(0), 0.2).view(Counted)
+    for name in ("bwt", "forgetting", "dr_acc", "expanded_bwt", "dr_fwt", "leanagent_fm"):
+        reads[0] = 0
+        getattr(L, name)(A)
+        assert reads[0] < 20, (name, reads[0])
+
+
+# -- 5. the CLI does not import networkx ----------------------------------------------------------------------
+
+def test_importing_the_cli_leaves_networkx_unloaded() -> None:
+    code = ("import sys, curriculum, agent.cli; print('networkx' in sys.modules); "
+            "import curriculum.ordering; print('networkx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]   # loaded where the stream is ordered, not before
