@@ -61,3 +61,19 @@ def run_cli(cli_runner, tmp_path):
         return cli_runner.invoke(cli, ["-w", str(ws), *args], catch_exceptions=True)
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def repos(b4_sample):
+    """The sample as pseudo-repositories (`--split-by-dir 2`), by name."""
+    from curriculum.lean_data import load_dataset, to_repositories
+
+    return {r.name: r for r in to_repositories(load_dataset(b4_sample), split_by_dir=2)}
+
+
+@pytest.fixture(scope="module")
+def corpus(repos):
+    """Two repositories' premises (~350): enough negatives for training tests, embedded once per module."""
+    from agent.learn.retriever import Corpus
+
+    return Corpus.from_repositories([repos["Mathlib/Data"], repos["Mathlib/Algebra"]])

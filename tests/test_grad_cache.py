@@ -43,18 +43,6 @@ class LiveSavedBytes:
 
 
 @pytest.fixture(scope="module")
-def repos(b4_sample):
-    from curriculum.lean_data import load_dataset, to_repositories
-
-    return {r.name: r for r in to_repositories(load_dataset(b4_sample), split_by_dir=2)}
-
-
-@pytest.fixture(scope="module")
-def corpus(repos):
-    return Corpus.from_repositories([repos["Mathlib/Data"], repos["Mathlib/Algebra"]])
-
-
-@pytest.fixture(scope="module")
 def states(repos):
     return [t.state_before for th in repos["Mathlib/Data"].theorems for t in th.tactics][:12]
 

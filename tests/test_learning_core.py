@@ -21,19 +21,6 @@ from memory.embedder import Encoder
 
 
 @pytest.fixture(scope="module")
-def repos(b4_sample):
-    from curriculum.lean_data import load_dataset, to_repositories
-
-    return {r.name: r for r in to_repositories(load_dataset(b4_sample), split_by_dir=2)}
-
-
-@pytest.fixture(scope="module")
-def corpus(repos):
-    """Two repositories' premises (~350): enough negatives, and embedded once per module."""
-    return Corpus.from_repositories([repos["Mathlib/Data"], repos["Mathlib/Algebra"]])
-
-
-@pytest.fixture(scope="module")
 def short_encoder(encoder):
     """The real MiniLM with 48-token inputs, so a training step takes a fraction of a second."""
     return Encoder(encoder.model, encoder.tokenizer, encoder.name, max_length=48)
