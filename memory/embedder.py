@@ -202,39 +202,6 @@ class Encoder:
         padded = self.tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded.keys()}, return_tensors="pt")
         return {k: v.to(device) for k, v in padded.items()}
 
-    def embed_recomputed(self, texts: Sequence[str], chunk: int):
-        """Gradient caching (GradCache, Gao et al. 2021): the vectors of :meth:`embed` with `chunk`, computed
-        without a graph, as a leaf tensor that collects the loss's gradient, and a function that back-propagates
-        that gradient into the weights one length group at a time, recomputing each group's forward pass with
-        the random state (dropout) it first had. Weights get the gradients of :meth:`embed` (up to float
-        rounding) while the autograd graph held at any moment is one group's, not the whole batch's, for one
-        extra forward pass. Call the returned function after `loss.backward()` and before the next forward."""
-        import torch
-
-        texts = list(texts)
-        encoded, groups, inverse = self._length_groups(texts, chunk)
-        batches = [self._padded(encoded, idx) for idx in groups]
-        device = next(self.model.parameters()).device
-        states = []
-        with torch.no_grad():
-            parts = []
-            for batch in batches:
-                states.append(_rng_state(device))
-                parts.append(self._embed_batch(batch))
-        leaf = torch.cat(parts)[inverse].requires_grad_(True)
-
-        def backward() -> None:
-            if leaf.grad is None:
-                return
-            resume = _rng_state(device)
-            grad = leaf.grad
-            for idx, batch, state in zip(groups, batches, states):
-                _set_rng_state(device, state)
-                self._embed_batch(batch).backward(grad[torch.tensor(idx, device=device)])
-            _set_rng_state(device, resume)
-
-        return leaf, backward
-
     def _embed_batch(self, batch):
         import torch.nn.functional as F
 
@@ -303,22 +270,6 @@ class Encoder:
         finally:
             self.model.train(was_training)
         return out
-
-
-def _rng_state(device) -> tuple:
-    """The random state a forward pass on `device` draws its dropout masks from."""
-    import torch
-
-    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    return torch.get_rng_state(), cuda
-
-
-def _set_rng_state(device, state: tuple) -> None:
-    import torch
-
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
 
 
 def premise_text(full_name: str, code: str, path: str) -> str:

@@ -168,10 +168,6 @@ class ShardedRetrieverLearner(RetrieverLearner):
             self._docs = (docs, docs.to(self.device))
         return self._docs[1]
 
-    def training_forward(self, batch: Batch) -> "torch.Tensor":
-        """DDP's own forward: its hooks reduce gradients during one backward pass, so no gradient caching here."""
-        return self.forward(batch)
-
     def forward(self, batch: Batch) -> "torch.Tensor":
         """This rank's rows against all of the batch's columns; afterwards `batch` holds only those rows (so
         strategies' `loss_terms`, e.g. distill's teacher logits, see the same rows)."""

@@ -82,14 +82,6 @@ class Learner:
         return list(examples)
 
     # -- training -----------------------------------------------------------------------------
-    def training_forward(self, batch: Any) -> "torch.Tensor":
-        """The loss of a training batch (a subclass may compute it so that :meth:`backward` saves memory)."""
-        return self.forward(batch)  # type: ignore[attr-defined]
-
-    def backward(self, batch: Any, total: "torch.Tensor") -> None:
-        """Gradients of `total` (the batch's loss plus every strategy's terms) into the trainable weights."""
-        total.backward()
-
     def _ensure_optimizer(self) -> None:
         """AdamW over the trainable parameters; kept across repositories (checkpoint chaining) unless they change."""
         import torch
@@ -174,14 +166,14 @@ class Learner:
                     batch = self.make_batch(chunk, rng)
                     if not self.usable(batch):
                         continue
-                    loss = self.training_forward(batch)
+                    loss = self.forward(batch)
                     total = loss
                     for s in self.strategies:
                         for name, value in s.loss_terms(batch).items():
                             total = total + value
                             terms[name] = terms.get(name, 0.0) + float(value.detach())
                     self.optimizer.zero_grad(set_to_none=True)
-                    self.backward(batch, total)
+                    total.backward()
                     if self.config.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_([p for _, p in self.trainable()], self.config.grad_clip)
                     self.optimizer.step()

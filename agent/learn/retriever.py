@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
@@ -144,7 +144,6 @@ class Batch:
     mined: bool = False                    # True once mined negatives were appended to `candidates`
     logits: "torch.Tensor | None" = None   # (B, C) student similarities / τ, masked entries at -1e4
     loss: "torch.Tensor | None" = None
-    finish_backward: Callable[[], None] | None = None  # GradCache: back-propagates the query vectors' gradient
 
 
 MASKED = -1e4
@@ -177,6 +176,8 @@ class RetrieverLearner(Learner):
         if query is None:
             for p in self.query.model.parameters():
                 p.requires_grad_(True)
+        if config.activation_checkpointing:
+            checkpoint_activations(self.query.model)
 
     # -- the members strategies use -------------------------------------------------------------
     @property
@@ -277,12 +278,10 @@ class RetrieverLearner(Learner):
         batch.mask = self._mask(batch.examples, batch.candidates, batch.positives)
         batch.mined = True
 
-    def _encoder_of(self, model: "torch.nn.Module") -> Encoder:
-        return Encoder(model, self.query.tokenizer, self.query.name, self.query.max_length,
-                       pooling=self.query.pooling)
-
     def query_vectors(self, model: "torch.nn.Module", batch: Batch) -> "torch.Tensor":
-        return self._encoder_of(model).embed([ex.state for ex in batch.examples], chunk=self.config.micro_batch)
+        enc = Encoder(model, self.query.tokenizer, self.query.name, self.query.max_length,
+                      pooling=self.query.pooling)
+        return enc.embed([ex.state for ex in batch.examples], chunk=self.config.micro_batch)
 
     def score(self, q: "torch.Tensor", batch: Batch) -> "torch.Tensor":
         docs = self.doc_matrix()[batch.candidates]
@@ -307,28 +306,9 @@ class RetrieverLearner(Learner):
         return {"base_encoder": self.base.version, "encoder_version": self.query.version}
 
     def forward(self, batch: Batch) -> "torch.Tensor":
-        return self._loss(batch, self.query_vectors(self.model, batch))
-
-    def training_forward(self, batch: Batch) -> "torch.Tensor":
-        """With `grad_cache` and more rows than one micro-batch, the query vectors come from
-        :meth:`Encoder.embed_recomputed`: the same loss and gradients, with one micro-batch's activations held
-        instead of the whole batch's (replay doubles a batch's rows; the graph was most of a learn step's peak
-        memory)."""
-        if not self.config.grad_cache or len(batch.examples) <= self.config.micro_batch:
-            return self.forward(batch)
-        q, batch.finish_backward = self._encoder_of(self.model).embed_recomputed(
-            [ex.state for ex in batch.examples], self.config.micro_batch)
-        return self._loss(batch, q)
-
-    def backward(self, batch: Batch, total: "torch.Tensor") -> None:
-        total.backward()
-        if batch.finish_backward is not None:
-            batch.finish_backward()
-            batch.finish_backward = None
-
-    def _loss(self, batch: Batch, q: "torch.Tensor") -> "torch.Tensor":
         import torch.nn.functional as F
 
+        q = self.query_vectors(self.model, batch)
         self.mine_negatives(batch, q)
         batch.logits = self.score(q, batch)
         batch.loss = F.cross_entropy(batch.logits, batch.target)
@@ -337,6 +317,16 @@ class RetrieverLearner(Learner):
     def examples_loss(self, examples: Sequence[TrainingPair], rng: random.Random) -> "torch.Tensor":
         """Contrastive loss of `examples` alone (at least `batch_size` columns): EWC's per-example loss."""
         return self.forward(self.make_batch(examples, rng, min_columns=self.config.batch_size))
+
+
+def checkpoint_activations(model: "torch.nn.Module") -> None:
+    """Keep only each transformer layer's input during training and recompute the layer in the backward pass
+    (Chen et al. 2016, "Training deep nets with sublinear memory cost"), through the model's own Hugging Face
+    switch. The non-reentrant form replays the random state of the first pass, so dropout draws the same masks
+    and training reaches the same weights; the autograd graph of a micro-batch shrinks to one layer's. Eval-mode
+    passes (inference, a distillation teacher) are untouched."""
+    if getattr(model, "supports_gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def weights_digest(model: "torch.nn.Module") -> str:

@@ -1,0 +1,65 @@
+"""Activation checkpointing in retriever training (issue 10, memory): each transformer layer is recomputed in
+the backward pass instead of keeping its activations, and the trained weights are exactly those of training
+without it. Checked as behaviour (layer passes counted, weights compared), never as timings or RSS."""
+from __future__ import annotations
+
+import torch
+
+from agent.learn.config import LearningConfig
+from agent.learn.learner import cap_examples
+from agent.learn.retriever import Corpus, RetrieverLearner, training_pairs
+from agent.learn.strategies import build_strategies
+from memory.embedder import Encoder
+
+
+def _learner(encoder: Encoder, corpus: Corpus, checkpointing: bool) -> RetrieverLearner:
+    cfg = LearningConfig(strategy=["replay", "distill"], batch_size=8, micro_batch=2, lr=1e-4, mined_negatives=4,
+                         activation_checkpointing=checkpointing)
+    short = Encoder(encoder.model, encoder.tokenizer, encoder.name, max_length=48)
+    return RetrieverLearner(short, cfg, corpus, build_strategies(cfg))
+
+
+class LayerPasses:
+    """Counts forward passes through the first transformer layer's attention (recomputations included: the
+    checkpoint re-runs the layer's insides, not the hooks of the layer module itself)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.count = 0
+        inside = model.encoder.layer[0].attention
+        self.handle = inside.register_forward_hook(lambda *_: setattr(self, "count", self.count + 1))
+
+
+def test_checkpointed_training_recomputes_each_layer_and_trains_the_same_weights(encoder, repos, corpus):
+    pairs = cap_examples(training_pairs(repos["Mathlib/Data"], corpus.index), 16, 0)
+    runs = []
+    for checkpointing in (False, True):
+        learner = _learner(encoder, corpus, checkpointing)
+        passes = LayerPasses(learner.model)
+        stats = learner.train_repository("Mathlib/Data", pairs, 0, seed=5)
+        passes.handle.remove()
+        runs.append((stats, passes.count, {n: p.detach().clone() for n, p in learner.model.named_parameters()}))
+    (plain, plain_passes, plain_w), (ckpt, ckpt_passes, ckpt_w) = runs
+    assert plain["batches"] == ckpt["batches"] == 2
+    # Half of the plain passes are the student's, half distillation's eval-mode teacher's: every student pass
+    # ran again in backward, no teacher pass did.
+    assert plain_passes > 0 and ckpt_passes - plain_passes == plain_passes // 2
+    assert plain["loss_first"] == ckpt["loss_first"] and plain["terms"] == ckpt["terms"]
+    base = encoder.model.state_dict()
+    assert max(float((plain_w[n] - base[n]).abs().max()) for n in plain_w if n in base) > 1e-5  # it trained
+    for name in plain_w:                                          # dropout replayed: the very same weights
+        assert torch.equal(plain_w[name], ckpt_w[name]), name
+
+
+def test_inference_with_a_checkpointed_tower_runs_each_layer_once(encoder, corpus):
+    learner = _learner(encoder, corpus, checkpointing=True)
+    passes = LayerPasses(learner.model)
+    learner.query.encode(["⊢ a + b = b + a", "h : p\n⊢ p ∨ q"], memo=False)
+    passes.handle.remove()
+    assert passes.count == 1
+
+
+def test_activation_checkpointing_is_a_resource_option():
+    from agent.config import RunConfig
+    from agent.loop.options import stream_options
+
+    assert "activation_checkpointing" not in stream_options(RunConfig())["learning"]
