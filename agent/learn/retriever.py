@@ -325,7 +325,11 @@ def checkpoint_activations(model: "torch.nn.Module") -> None:
     switch. The non-reentrant form replays the random state of the first pass, so dropout draws the same masks
     and training reaches the same weights; the autograd graph of a micro-batch shrinks to one layer's. Eval-mode
     passes (inference, a distillation teacher) are untouched."""
-    if getattr(model, "supports_gradient_checkpointing", False):
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        return
+    if hasattr(model, "activation_checkpointing_enable"):   # the newer name; the old one warns
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
