@@ -27,7 +27,7 @@ class LearningConfig:
                               "compute and activation memory (memory/embedder.py Encoder.embed)")
     activation_checkpointing: bool = option(True, "recompute each transformer layer's forward pass during the "
                                             "backward pass instead of keeping its activations (PyTorch activation "
-                                            "checkpointing via Hugging Face's gradient_checkpointing_enable; dropout's "
+                                            "checkpointing through the Hugging Face model's own switch; dropout's "
                                             "random state is replayed, so the weights are identical): a learn step "
                                             "holds ~0.4 GB less for ~25% more CPU; false = faster, more memory")
     lr: float = option(3e-5, "AdamW learning rate (bench/forgetting.py, full stream: 3e-5 beats 5e-5 and 1e-4 on "

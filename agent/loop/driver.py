@@ -25,8 +25,8 @@ from agent.loop.prove import step_prove
 from agent.workspace import PHASES, RunRecord, Workspace
 from agent.workspace.checkpoints import recover_checkpoints
 from common.atomic import append_jsonl
-from common.heap import release_free_memory
 from common.errors import LifeleanError
+from common.heap import release_free_memory
 
 STEP_FUNCTIONS = {"index": step_index, "learn": step_learn, "prove": step_prove, "bank": step_bank,
                   "evaluate": step_evaluate}
