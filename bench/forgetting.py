@@ -24,7 +24,10 @@ resident memory is that process's); seconds per repository are training only.
     python bench/forgetting.py --strategies "replay+distill/mined_negatives=0/min_steps=0,joint"
 
 A row spec is `strategies[/key=value...]`: `+` composes strategies, and `key=value` overrides a LearningConfig
-field for that row only (e.g. `replay+distill/temperature=0.1`).
+field for that row only (e.g. `replay+distill/temperature=0.2`). `query=state` trains and scores the row with
+the bare proof state as the query, without its theorem's file (memory/embedder.py `query_text`): the default
+rows `replay+distill/query=state` and `joint/query=state` show what the file in the query brings (their FWT is
+against the untrained encoder with the same query form).
 
 **`--model generator`**: the same comparison for the tactic generator, on tactic@1 / tactic@8
 (agent/evaluation/tactics.py: the recorded tactic among the generator's top-k suggestions for the recorded state,
@@ -75,7 +78,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "leandojo_b4_sample"
-STRATEGIES = ["frozen", "naive", "replay", "ewc", "distill", "adapters", "merge", "replay+distill", "joint", "joint+"]
+STRATEGIES = ["frozen", "naive", "replay", "ewc", "distill", "adapters", "merge", "replay+distill", "joint", "joint+",
+              "replay+distill/query=state", "joint/query=state"]
 EVAL_SPLITS = ("val", "test")
 PLAIN = {"mined_negatives": 0, "min_steps": 0, "epochs": 1}   # the issue's joint baseline: plain 1-epoch InfoNCE
 
@@ -101,7 +105,9 @@ def load_stream(data: Path, n: int | None) -> tuple[list[Any], list[Any]]:
 
 
 def parse_spec(spec: str) -> tuple[list[str], dict[str, Any]]:
-    """`replay+distill/lr=1e-4` -> (["replay", "distill"], {"lr": 1e-4}); values typed like the config field."""
+    """`replay+distill/lr=1e-4` -> (["replay", "distill"], {"lr": 1e-4}); values typed like the config field.
+    `query=state` (not a LearningConfig field) embeds the bare state as the query, without its theorem's file
+    (memory/embedder.py `query_text`), for training and scoring alike."""
     from agent.learn.config import LearningConfig
 
     head, *overrides = spec.split("/")
@@ -109,6 +115,11 @@ def parse_spec(spec: str) -> tuple[list[str], dict[str, Any]]:
     kw: dict[str, Any] = {}
     for item in overrides:
         key, _, value = item.partition("=")
+        if key == "query":
+            if value not in ("state", "path"):
+                raise SystemExit(f"query: expected 'state' or 'path', got '{value}' in '{spec}'")
+            kw[key] = value
+            continue
         if key not in types:
             raise SystemExit(f"unknown LearningConfig field '{key}' in '{spec}'")
         t = str(types[key])
@@ -119,13 +130,14 @@ def parse_spec(spec: str) -> tuple[list[str], dict[str, Any]]:
 class HeldOut:
     """Every stream repository's held-out tactics (state, positives) per split, with one ranked list each."""
 
-    def __init__(self, stream: list[Any], names: set[str]):
+    def __init__(self, stream: list[Any], names: set[str], with_path: bool = True):
         from agent.evaluation.retrieval import eval_tactics
 
-        self.items: list[tuple[int, str, str, set[str]]] = []   # (column, split, state, positives)
+        self.items: list[tuple[int, str, str, set[str]]] = []   # (column, split, query text, positives)
         for j, repo in enumerate(stream):
             for split in EVAL_SPLITS:
-                self.items.extend((j, split, s, p) for s, p in eval_tactics(repo.theorems_in(split), names))
+                self.items.extend((j, split, s, p) for s, p in eval_tactics(repo.theorems_in(split), names,
+                                                                            with_path=with_path))
         self.T = len(stream)
 
     def rank(self, encoder: Any, index: Any, rows: list[int]) -> list[list[str]]:
@@ -187,19 +199,21 @@ def run_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
     corpus = Corpus.from_repositories(repos)
     base = Encoder.load(max_length=args["max_length"])
     index = VectorIndex(corpus.names, np.asarray(args["doc_vectors"], dtype=np.float32))
-    held = HeldOut(stream, set(corpus.names))
     names, kw = parse_spec(spec)
+    with_path = kw.pop("query", "path") == "path"
+    held = HeldOut(stream, set(corpus.names), with_path)
     joint = names[0] in ("joint", "joint+")
     if joint:
         kw = {**(PLAIN if names[0] == "joint" else {"epochs": args["joint_epochs"], "min_steps": 0}), **kw}
         names = ["naive"]
     config = LearningConfig(**{"strategy": names, **args["overrides"], **kw})
     seed = args["seed"]
-    capped = [cap_examples(training_pairs(r, corpus.index), config.max_examples, f"{seed}:{i}")
+    capped = [cap_examples(training_pairs(r, corpus.index, with_path=with_path), config.max_examples, f"{seed}:{i}")
               for i, r in enumerate(stream)]
     with tempfile.TemporaryDirectory() as tmp:
         bank = MemoryBank(Path(tmp) / "bank", base, seed=seed) if "replay" in names else None
-        learner = RetrieverLearner(base, config, corpus, build_strategies(config, replay_source=bank))
+        learner = RetrieverLearner(base, config, corpus, build_strategies(config, replay_source=bank),
+                                   query_paths=with_path)
         learner.set_doc_vectors(index.vectors)
         T = len(stream)
         A = np.full((T, T), np.nan)
@@ -222,7 +236,8 @@ def run_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
                 A[i], pooled = evaluate(learner, held, index, stream)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"strategy": spec, "joint": joint, "matrix": A.tolist(), "pooled": pooled, "train_seconds": seconds,
-            "steps": steps, "peak_mib": peak_mib, "repos_trained": sum(1 for p in capped if p)}
+            "steps": steps, "peak_mib": peak_mib, "repos_trained": sum(1 for p in capped if p),
+            "query": "path" if with_path else "state"}
 
 
 def summarize(result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
@@ -675,31 +690,39 @@ def main(argv: list[str] | None = None) -> int:
     base = Encoder.load(max_length=ns.max_length)
     vectors = base.encode(corpus.texts)
     index = VectorIndex(corpus.names, vectors)
-    held = HeldOut(stream, set(corpus.names))
-    ranked = dict(enumerate(held.rank(base, index, list(range(len(held.items))))))
-    baseline, base_pooled = held.scores(ranked)
+    specs = [s for s in ns.strategies.split(",") if s]
+    untrained = {}   # query form -> (baseline row, pooled figures) of the untrained encoder
+    for form in ("path", "state"):
+        if form == "path" or any(parse_spec(s)[1].get("query") == "state" for s in specs):
+            held = HeldOut(stream, set(corpus.names), with_path=form == "path")
+            untrained[form] = held.scores(dict(enumerate(held.rank(base, index, list(range(len(held.items)))))))
+    baseline, base_pooled = untrained["path"]
     args = {"data": str(ns.data), "repos": ns.repos or None, "max_length": ns.max_length, "seed": ns.seed,
             "threads": ns.threads, "joint_epochs": ns.joint_epochs, "doc_vectors": vectors.tolist(), "overrides": {}}
     results = []
     ctx = mp.get_context("spawn")
-    for spec in [s for s in ns.strategies.split(",") if s]:
+    for spec in specs:
         t0 = time.perf_counter()
         with ctx.Pool(1) as pool:
             results.append(pool.apply(run_row, (spec, args)))
         print(f"{spec}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    rows = [summarize(r, baseline) for r in results]
+    rows = [summarize(r, untrained[r["query"]][0]) for r in results]
     ref = next((r for r in rows if r["strategy"] == "joint"), None)
     if ns.json:
         print(json.dumps({"stream": [r.name for r in stream], "baseline": baseline, "baseline_pooled": base_pooled,
-                          "results": results, "summary": rows}, indent=2))
+                          "untrained_state_only": untrained.get("state"), "results": results, "summary": rows},
+                         indent=2))
         return 0
     n_val, n_test = base_pooled["val"]["tactics"], base_pooled["test"]["tactics"]
     print(f"stream: {len(stream)} repositories in curriculum order; held-out tactics: {n_val} val, {n_test} test; "
           f"defaults: strategy {'+'.join(defaults.strategy)}, epochs {defaults.epochs}, min_steps "
           f"{defaults.min_steps}, mined_negatives {defaults.mined_negatives}, lr {defaults.lr}, "
           f"τ {defaults.temperature}, max_examples {defaults.max_examples}")
-    print(f"untrained MiniLM: val R@10 {base_pooled['val']['recall@10']:.3f} MRR {base_pooled['val']['mrr']:.3f}; "
-          f"test R@10 {base_pooled['test']['recall@10']:.3f} MRR {base_pooled['test']['mrr']:.3f}")
+    for form, (_, pooled) in untrained.items():
+        label = "state + theorem file" if form == "path" else "state only (query=state rows)"
+        print(f"untrained MiniLM, query {label}: val R@10 {pooled['val']['recall@10']:.3f} MRR "
+              f"{pooled['val']['mrr']:.3f}; test R@10 {pooled['test']['recall@10']:.3f} MRR "
+              f"{pooled['test']['mrr']:.3f}")
     head = (f"{'row':<34}{'val R@10':>9}{'val MRR':>8}{'test R@10':>10}{'test MRR':>9}{'ACC':>7}{'BWT':>8}"
             f"{'FWT':>8}{'forget':>8}{'steps':>6}{'s/repo':>7}{'MiB':>6}{'R@10/j':>7}{'MRR/j':>6}")
     print(head)

@@ -94,6 +94,9 @@ def append_jsonl(path: str | os.PathLike[str], record: Any) -> None:
         os.close(fd)
 
 
+_DECODER = json.JSONDecoder()
+
+
 def iter_jsonl_tolerant(path: str | os.PathLike[str]) -> list[Any]:
     """Read a JSONL log written by :func:`append_jsonl`.
 
@@ -104,20 +107,30 @@ def iter_jsonl_tolerant(path: str | os.PathLike[str]) -> list[Any]:
     if not p.exists():
         return []
     data = p.read_bytes()
-    lines = data.split(b"\n")
     torn_tail = not data.endswith(b"\n")
+    try:    # one decode of the whole file; a bad byte is found (and its line named) line by line below
+        lines: list[str] | list[bytes] = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        lines = data.split(b"\n")
+    decode = _DECODER.raw_decode
     out = []
     for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
         try:
-            out.append(json.loads(raw))
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            if not text or text.isspace():
+                continue
+            text = text.strip()
+            obj, end = decode(text)    # the decoder of json.loads without its per-call set-up (logs of ~50k lines)
+            if end != len(text):
+                raise ValueError(f"extra data at column {end + 1}")
+            out.append(obj)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             if torn_tail and number == len(lines):
                 continue
             raise WorkspaceError(f"{p}:{number}: corrupted log line ({exc}); restore the file from a backup, "
                                  "or delete that line to keep the rest") from None
     return out
+
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ Depends on `common` and `curriculum` only; workspace glue lives in `agent.worksp
 from memory.accessibility import Accessibility, accessible_premises
 from memory.bank import BankItem, Match, MemoryBank, items_of_repository
 from memory.config import MemoryConfig
-from memory.embedder import Encoder, premise_text
+from memory.embedder import Encoder, premise_text, query_text
 from memory.premise_store import IndexReport, PremiseStore, RetrievedPremise, code_hash
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "code_hash",
     "items_of_repository",
     "premise_text",
+    "query_text",
 ]

@@ -11,17 +11,20 @@ do not filter, rather than pretend the file imports nothing.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Iterable
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterable
 
 from curriculum.lean_data import Pos, PremiseFile
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class Accessibility:
     """The file import graph of one or more corpora, with per-file premise lists sorted by position."""
 
     def __init__(self, premise_files: Iterable[PremiseFile]):
+        import networkx as nx   # here, not at import: commands such as `status` never build the graph
+
         self.graph: nx.DiGraph = nx.DiGraph()
         self._premises: dict[str, list[tuple[Pos, str]]] = {}
         self._unknown: set[str] = set()
@@ -45,6 +48,8 @@ class Accessibility:
         return not (self._closure(path) & self._unknown)
 
     def _closure_uncached(self, path: str) -> frozenset[str]:
+        import networkx as nx
+
         return frozenset(nx.descendants(self.graph, path))
 
     def imported_files(self, path: str) -> frozenset[str]:

@@ -73,6 +73,7 @@ class BankItem:
     checked_by: str = "trace"  # "trace" | "replay" | "lean"
     commit: str = ""
     split: str = "train"       # "train" (a traced proof) | "found" (a proof the prover found)
+    path: str = ""             # the theorem's file, part of a replayed step's retrieval query ("" = not recorded)
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -174,12 +175,12 @@ def items_of_repository(repo: Repository, splits: Sequence[str] = ("train",)) ->
         for t in thm.tactics:
             items.append(BankItem("step", repo.name, thm.full_name, t.state_before, t.tactic, t.state_after,
                                   premises=tuple(dict.fromkeys(a.full_name for a in t.annotations)),
-                                  commit=repo.commit, split=thm.split or "train"))
+                                  commit=repo.commit, split=thm.split or "train", path=thm.file_path))
         proof = tuple(t.tactic for t in thm.tactics)
         used = tuple(dict.fromkeys(a.full_name for t in thm.tactics for a in t.annotations))
         items.append(BankItem("proof", repo.name, thm.full_name, thm.tactics[0].state_before, proof[0],
                               thm.tactics[-1].state_after, premises=used, proof=proof, commit=repo.commit,
-                              split=thm.split or "train"))
+                              split=thm.split or "train", path=thm.file_path))
     return items
 
 

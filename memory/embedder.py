@@ -279,3 +279,15 @@ def premise_text(full_name: str, code: str, path: str) -> str:
         return f"{full_name}\n{code}"
     words = full_name.replace(".", " ").replace("_", " ")
     return f"{full_name} ({words}) in {path}"
+
+
+def query_text(state: str, path: str = "") -> str:
+    """The text the query tower embeds for a proof state: the file its theorem is in, then the state.
+
+    Why the file: a lemma is most often proved with lemmas of its own file and directory (28% of the sample's
+    annotated premises are in the theorem's own file, 52% in its top-level directory), and a premise's text
+    names its file (`premise_text`), so the encoder can match the two; ReProver gets the same signal from its
+    accessibility filter, which an export without imports cannot compute. The path goes first so that
+    truncating a long state never cuts it off. Without a path (a state typed by a user) the state alone.
+    """
+    return f"in {path}\n{state}" if path else state

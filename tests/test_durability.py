@@ -52,6 +52,20 @@ def test_jsonl_tolerates_a_torn_last_line_only_and_the_next_append_cuts_it(tmp_p
         iter_jsonl_tolerant(log)
 
 
+@pytest.mark.parametrize("middle, why", [(b'{"a": 2} {"a": 9}', "extra data"), (b'{"a": "\xff"}', "decode"),
+                                         (b"[1, 2", "Expecting")])
+def test_jsonl_reader_names_any_corrupt_line_but_the_last(tmp_path, middle, why):
+    """The whole-file fast path reads exactly what a line-by-line json.loads reads: trailing data after a record,
+    a bad UTF-8 byte or a cut record in the middle are corruption; spaces around a record and a torn last line
+    (even one cut inside a multi-byte character) are not."""
+    log = tmp_path / "metrics.jsonl"
+    log.write_bytes(b'  {"a": 1}  \n' + middle + b'\n{"a": 3}\n')
+    with pytest.raises(WorkspaceError, match=rf"metrics.jsonl:2: corrupted log line \(.*{why}"):
+        iter_jsonl_tolerant(log)
+    log.write_bytes(b'  {"a": 1}  \n\n{"a": "\xc3\xa9"}\n{"a": "\xc3')
+    assert iter_jsonl_tolerant(log) == [{"a": 1}, {"a": "é"}]
+
+
 def test_keep_checkpoints_below_what_resuming_needs_is_refused(tmp_path):
     from agent.config import load_config
 

@@ -332,7 +332,7 @@ def test_mined_negatives_are_the_top_scoring_non_positives(short_encoder, repos,
     learner.model.eval()
     learner.forward(batch)
     assert batch.candidates[: len(before)] == before and len(batch.candidates) > len(before)
-    q = torch.from_numpy(learner.query.encode([p.state for p in pairs]))
+    q = torch.from_numpy(learner.query.encode([p.query for p in pairs]))
     scores = q @ learner.doc_matrix().T
     for r, ex in enumerate(pairs):
         pos = {corpus.index[p] for p in ex.positives}

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from memory.embedder import Encoder
+from memory.embedder import Encoder, query_text
 
 NUM_RETRIEVED = 100
 
@@ -62,14 +62,17 @@ def store_names(store: Any) -> set[str]:
     return set(store.premise_names())
 
 
-def eval_tactics(theorems: Iterable[Any], names: set[str]) -> list[tuple[str, set[str]]]:
-    """(state, positives) of every tactic with at least one positive in the corpus."""
+def eval_tactics(theorems: Iterable[Any], names: set[str], with_path: bool = True) -> list[tuple[str, set[str]]]:
+    """(query text, positives) of every tactic with at least one positive in the corpus: the query is the
+    state with its theorem's file (`query_text`, as the prover and the learner ask), or the state alone with
+    `with_path=False` (bench/forgetting.py's state-only rows)."""
     out = []
     for thm in theorems:
+        path = thm.file_path if with_path else ""
         for tac in thm.tactics:
             pos = {a.full_name for a in tac.annotations if a.full_name in names}
             if pos:
-                out.append((tac.state_before, pos))
+                out.append((query_text(tac.state_before, path), pos))
     return out
 
 
@@ -111,7 +114,8 @@ def bm25_tokens(text: str) -> list[str]:
 
 def bm25_scores(names: Sequence[str], texts: Sequence[str], theorems: Iterable[Any], k: Sequence[int] = (1, 10),
                 num_retrieved: int = NUM_RETRIEVED) -> dict[str, float]:
-    """The same metrics for Okapi BM25 (Robertson & Zaragoza 2009; `rank_bm25`) over the premise texts."""
+    """The same metrics for Okapi BM25 (Robertson & Zaragoza 2009; `rank_bm25`) over the premise texts, with the
+    same query text as the encoders (state and theorem file), so the rows differ by the ranker only."""
     from rank_bm25 import BM25Okapi
 
     tactics = eval_tactics(theorems, set(names))

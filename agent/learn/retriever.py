@@ -30,7 +30,7 @@ import numpy as np
 
 from agent.learn.config import LearningConfig
 from agent.learn.learner import Learner, _block_of
-from memory.embedder import Encoder, premise_text
+from memory.embedder import Encoder, premise_text, query_text
 
 if TYPE_CHECKING:
     import torch
@@ -97,34 +97,46 @@ class Corpus:
 
 @dataclass(frozen=True)
 class TrainingPair:
-    """One (proof state, positive premise) example; `positives` = all of the tactic's positives (masked as negatives)."""
+    """One (proof state, positive premise) example; `positives` = all of the tactic's positives (masked as
+    negatives); `path` = the file of the state's theorem ("" = unknown), part of the query text."""
 
     state: str
     premise: str
     positives: frozenset[str]
     repo: str
+    path: str = ""
+
+    @property
+    def query(self) -> str:
+        """What the query tower embeds (memory/embedder.py `query_text`)."""
+        return query_text(self.state, self.path)
 
 
 def training_pairs(repo: "Repository", store_names: set[str] | Sequence[str] | dict[str, int],
-                   splits: Sequence[str] = ("train",)) -> list[TrainingPair]:
-    """One pair per (traced tactic, annotated premise present in the corpus) of `repo`'s theorems in `splits`."""
+                   splits: Sequence[str] = ("train",), with_path: bool = True) -> list[TrainingPair]:
+    """One pair per (traced tactic, annotated premise present in the corpus) of `repo`'s theorems in `splits`;
+    `with_path=False` leaves the theorem's file out of the query (bench/forgetting.py's state-only rows)."""
     names = store_names if isinstance(store_names, (set, dict)) else set(store_names)
     out: list[TrainingPair] = []
     for thm in repo.theorems_in(*splits):
+        path = thm.file_path if with_path else ""
         for tac in thm.tactics:
             pos = tuple(dict.fromkeys(a.full_name for a in tac.annotations if a.full_name in names))
-            out.extend(TrainingPair(tac.state_before, p, frozenset(pos), repo.name) for p in pos)
+            out.extend(TrainingPair(tac.state_before, p, frozenset(pos), repo.name, path) for p in pos)
     return out
 
 
-def pairs_from_items(items: Iterable[Any], names: set[str] | dict[str, int]) -> list[TrainingPair]:
-    """Pairs from memory-bank items (`BankItem` of kind "step"): their state with each premise in the corpus."""
+def pairs_from_items(items: Iterable[Any], names: set[str] | dict[str, int],
+                     with_path: bool = True) -> list[TrainingPair]:
+    """Pairs from memory-bank items (`BankItem` of kind "step"): their state (and theorem file, when the item
+    records it) with each premise in the corpus."""
     out: list[TrainingPair] = []
     for item in items:
         if getattr(item, "kind", "step") != "step":
             continue
         pos = tuple(dict.fromkeys(p for p in item.premises if p in names))
-        out.extend(TrainingPair(item.state, p, frozenset(pos), item.repo) for p in pos)
+        path = getattr(item, "path", "") if with_path else ""
+        out.extend(TrainingPair(item.state, p, frozenset(pos), item.repo, path) for p in pos)
     return out
 
 
@@ -160,8 +172,9 @@ class RetrieverLearner(Learner):
     lora_targets = ["query", "value"]
 
     def __init__(self, base: Encoder, config: LearningConfig, corpus: Corpus,
-                 strategies: Sequence["Strategy"] = (), query: Encoder | None = None):
+                 strategies: Sequence["Strategy"] = (), query: Encoder | None = None, query_paths: bool = True):
         self.base = base
+        self.query_paths = query_paths     # replayed bank items' queries carry their theorem's file
         self.config = config
         self.corpus = corpus
         self.strategies = list(strategies)
@@ -196,7 +209,7 @@ class RetrieverLearner(Learner):
         return int(cfg.num_hidden_layers) + 1
 
     def examples_from_items(self, items: Sequence[Any]) -> list[TrainingPair]:
-        return pairs_from_items(items, self.corpus.index)
+        return pairs_from_items(items, self.corpus.index, with_path=self.query_paths)
 
     # -- forward ------------------------------------------------------------------------------
     def doc_matrix(self) -> "torch.Tensor":
@@ -281,7 +294,7 @@ class RetrieverLearner(Learner):
     def query_vectors(self, model: "torch.nn.Module", batch: Batch) -> "torch.Tensor":
         enc = Encoder(model, self.query.tokenizer, self.query.name, self.query.max_length,
                       pooling=self.query.pooling)
-        return enc.embed([ex.state for ex in batch.examples], chunk=self.config.micro_batch)
+        return enc.embed([ex.query for ex in batch.examples], chunk=self.config.micro_batch)
 
     def score(self, q: "torch.Tensor", batch: Batch) -> "torch.Tensor":
         docs = self.doc_matrix()[batch.candidates]

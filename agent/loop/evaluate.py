@@ -104,14 +104,24 @@ def encode_once(ctx: LoopContext, theorems: list[Any], query: Any = None) -> Non
     """Embed every recorded state of `theorems` in one batched pass per encoder, into the encoders' memos
     (memory/embedder.py `remember`): the cells then ask retrieval, the kNN generator, the premise context and
     the prover for these states one at a time, and each would otherwise be a forward pass of its own. The
-    frozen base encoder keeps them across rows; the query tower is new after every learn step."""
+    frozen base encoder keeps them across rows; the query tower is new after every learn step. The query tower
+    reads each state with its theorem's file (`query_text`: retrieval and the premise context), the base
+    encoder the bare state (the bank's kNN match), and the base serves as query tower before any learning."""
     from agent.workspace.memory import base_encoder
+    from memory.embedder import query_text
 
-    states = list(dict.fromkeys(s for thm in theorems for tac in thm.tactics
-                                for s in (tac.state_before, tac.state_after) if s))
-    if states:
-        for encoder in {id(e): e for e in (query or ctx.query_encoder(), base_encoder(ctx.config))}.values():
-            encoder.encode(states)
+    pairs = list(dict.fromkeys((s, thm.file_path) for thm in theorems for tac in thm.tactics
+                               for s in (tac.state_before, tac.state_after) if s))
+    if not pairs:
+        return
+    query, base = query or ctx.query_encoder(), base_encoder(ctx.config)
+    queries = list(dict.fromkeys(query_text(s, path) for s, path in pairs))
+    states = list(dict.fromkeys(s for s, _ in pairs))
+    if query is base:
+        base.encode(queries + states)
+    else:
+        query.encode(queries)
+        base.encode(states)
 
 
 def _prove_row(ctx: LoopContext, work: list[tuple[Repository, list[Any]]], bank_repos: list[str],

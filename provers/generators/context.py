@@ -11,6 +11,7 @@ from collections import OrderedDict
 from typing import Callable, Protocol, Sequence
 
 from curriculum.lean_data import Theorem
+from memory.embedder import query_text
 
 
 class _Retrieved(Protocol):
@@ -87,11 +88,12 @@ class PremiseContext:
             if theorem.uid not in self._accessible_cache:
                 self._accessible_cache[theorem.uid] = self.accessible(theorem)
             allowed = self._accessible_cache[theorem.uid]
+        query = query_text(state, theorem.file_path if theorem is not None else "")
         if self.query_encoder is not None:
-            vec = self.query_encoder.encode([state])
+            vec = self.query_encoder.encode([query])
             found = self.store.retrieve_by_vectors(vec, self.k, accessible=[allowed])[0]
         else:
-            found = self.store.retrieve(state, self.k, repos=self.repos, accessible=allowed)
+            found = self.store.retrieve(query, self.k, repos=self.repos, accessible=allowed)
         self._cache[key] = found
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
