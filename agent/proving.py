@@ -37,10 +37,11 @@ def bank_items(repo: Repository, record: dict[str, Any]) -> list:
         return []
     checked = record.get("checked_by") or "replay"
     after = states[1:] + ["no goals"]
+    path = record.get("file_path") or ""
     items = [BankItem("step", repo.name, record["theorem"], s, t, a, checked_by=checked, commit=repo.commit,
-                      split="found") for s, t, a in zip(states, proof, after)]
+                      split="found", path=path) for s, t, a in zip(states, proof, after)]
     items.append(BankItem("proof", repo.name, record["theorem"], states[0], proof[0], "no goals",
-                          proof=tuple(proof), checked_by=checked, commit=repo.commit, split="found"))
+                          proof=tuple(proof), checked_by=checked, commit=repo.commit, split="found", path=path))
     return items
 
 

@@ -132,7 +132,6 @@ def iter_jsonl_tolerant(path: str | os.PathLike[str]) -> list[Any]:
     return out
 
 
-
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a directory that appears at `final` complete or not at all.

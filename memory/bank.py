@@ -83,7 +83,7 @@ class BankItem:
         split = obj.get("split") or ("train" if obj.get("checked_by", "trace") == "trace" else "found")
         item = cls(**{**obj, "premises": tuple(obj.get("premises", ())), "proof": tuple(obj.get("proof", ())),
                       "split": split})
-        if not all(isinstance(getattr(item, f), str) for f in ("kind", "repo", "theorem", "state", "tactic")):
+        if not all(isinstance(getattr(item, f), str) for f in ("kind", "repo", "theorem", "state", "tactic", "path")):
             raise ValueError("item fields must be strings")
         return item
 

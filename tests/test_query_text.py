@@ -88,3 +88,14 @@ def test_the_premise_context_asks_the_query_the_scores_use(encoder, repos, corpu
         assert got == want
         differs += got != bare
     assert differs     # the file changes what the prover is offered
+
+
+def test_a_found_proof_enters_the_bank_with_its_theorems_file(repos):
+    from agent.proving import bank_items
+
+    repo = repos["Mathlib/Data"]
+    thm = next(t for t in repo.theorems if t.tactics)
+    record = {"theorem": thm.full_name, "proved": True, "checked_by": "replay", "file_path": thm.file_path,
+              "proof": [t.tactic for t in thm.tactics], "states": [t.state_before for t in thm.tactics]}
+    items = bank_items(repo, record)
+    assert items and {it.path for it in items} == {thm.file_path}
