@@ -83,6 +83,7 @@ _CTRL_C_SCRIPT = textwrap.dedent("""
         try:
             for r in prove_many([(repo.name, t) for t in thms], spec, workers=2):
                 append_jsonl({out!r}, {{"uid": r.uid, "pid": os.getpid()}})
+                time.sleep(0.3)   # 40 results take >= 12 s, so the Ctrl-C always lands mid-run, even on a fast machine
         except KeyboardInterrupt:
             import multiprocessing
             def exists(pid):
