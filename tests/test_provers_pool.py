@@ -111,8 +111,11 @@ def test_ctrl_c_stops_workers_and_keeps_finished_results(b4_sample, tmp_path, en
     script = tmp_path / "run.py"
     script.write_text(_CTRL_C_SCRIPT.format(root=str(REPO_ROOT), data=str(b4_sample), bank=str(bank), out=str(out)))
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # A job started with `&` by a non-interactive shell inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child a terminal's default disposition, whatever started the tests.
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and not (out.exists() and out.read_text().count("\n") >= 1):
         time.sleep(0.2)
