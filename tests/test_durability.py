@@ -107,6 +107,6 @@ def test_a_disk_error_while_marking_a_step_is_a_clean_step_failure(tmp_path, mon
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(driver, "append_jsonl", no_space)
-    with pytest.raises(StepFailed, match="failed writing to disk.*resume") as info:
-        driver._run_step(ctx, "learn", lambda: {}, 0, "A@1", lambda: ws.mark_phase(state, entry, "learn"))
+    with pytest.raises(StepFailed, match="failed writing to disk.*resume") as info, driver.StepHeap() as heap:
+        driver._run_step(ctx, "learn", lambda: {}, 0, "A@1", lambda: ws.mark_phase(state, entry, "learn"), heap)
     assert info.value.exit_code == 1 and not entry.done("learn")

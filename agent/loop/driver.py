@@ -22,19 +22,22 @@ from agent.loop.index import step_index
 from agent.loop.learn import step_learn
 from agent.loop.options import refuse_changed_options, stream_options
 from agent.loop.prove import step_prove
-from agent.workspace import PHASES, RunRecord, Workspace
+from agent.workspace import PHASES, RunRecord, StreamEntry, Workspace
 from agent.workspace.checkpoints import recover_checkpoints
 from common.atomic import append_jsonl
 from common.errors import LifeleanError
-from common.heap import release_free_memory
+from common.heap import StepHeap
 
 STEP_FUNCTIONS = {"index": step_index, "learn": step_learn, "prove": step_prove, "bank": step_bank,
                   "evaluate": step_evaluate}
 
 
 # Steps that free large blocks (weights, optimizer, teacher, graphs; a row's prover and query tower): the
-# heap is trimmed after them (~0.2 s), not after every small step.
-RELEASES_MEMORY = {"learn", "evaluate"}
+# heap is trimmed after them, not after every small step. After the baseline row and after `learn` only
+# run-long objects are alive (no query tower: `learn` drops the one it replaced, the next `evaluate` loads
+# the new one), so the first of them freezes its survivors out of later collections (common/heap.py).
+RELEASES_MEMORY = {"baseline", "learn", "evaluate"}
+FREEZES_SURVIVORS = {"baseline", "learn"}
 
 
 def peak_rss_mb() -> float:
@@ -54,13 +57,13 @@ def _disk_failure(ws: Workspace, name: str, key: str, exc: OSError) -> StepFaile
 
 
 def _run_step(ctx: LoopContext, name: str, fn: Callable[[], dict[str, Any]], step: int, key: str,
-              mark: Callable[[], None]) -> dict[str, Any]:
+              mark: Callable[[], None], heap: StepHeap) -> dict[str, Any]:
     """Run one step, then record its timing and mark it done; any disk error is a clean step failure."""
     started = time.perf_counter()
     try:
         out = fn()
         if name in RELEASES_MEMORY:
-            release_free_memory()   # what it freed must not fragment the next step's heap (common/heap.py)
+            heap.release(freeze_survivors=name in FREEZES_SURVIVORS)   # no fragmented heap for the next step
         append_jsonl(ctx.ws.metrics_path, {"kind": "timing", "step": step, "repo": key, "phase": name,
                                            "seconds": round(time.perf_counter() - started, 4),
                                            "peak_rss_mb": peak_rss_mb()})
@@ -108,6 +111,15 @@ def run_stream(ws: Workspace, report: Reporter = quiet, ray_address: str | None 
     todo = pending_work(ctx)
     report("start", {"total": todo, "done": 0, "repos": len(plan)})
     started = time.perf_counter()
+    with StepHeap() as heap:
+        _run_steps(ctx, plan, heap)
+    return {"workspace": str(ws.root), "repos": len(state.started()), "processed": len(plan),
+            "nothing_to_do": todo == 0, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _run_steps(ctx: LoopContext, plan: list[StreamEntry], heap: StepHeap) -> None:
+    """The baseline row if it is not done yet, then every unfinished phase of every planned entry."""
+    ws, state, report = ctx.ws, ctx.state, ctx.report
     if not state.baseline_done:
         report("step", {"repo": "(all)", "step": "baseline", "index": BASELINE_ROW})
 
@@ -115,7 +127,7 @@ def run_stream(ws: Workspace, report: Reporter = quiet, ray_address: str | None 
             state.baseline_done = True
             ws.save_state(state)
 
-        _run_step(ctx, "baseline", lambda: run_baseline(ctx), BASELINE_ROW, "(all)", mark_baseline)
+        _run_step(ctx, "baseline", lambda: run_baseline(ctx), BASELINE_ROW, "(all)", mark_baseline, heap)
         report("advance", {})
     for position, entry in enumerate(plan):
         if entry.step is None:
@@ -128,8 +140,6 @@ def run_stream(ws: Workspace, report: Reporter = quiet, ray_address: str | None 
             report("step", {"repo": repo.name, "step": name, "index": entry.step, "position": position,
                             "of": len(plan)})
             out = _run_step(ctx, name, lambda: STEP_FUNCTIONS[name](ctx, entry, repo), entry.step, entry.key,
-                            lambda: ws.mark_phase(state, entry, name))
+                            lambda: ws.mark_phase(state, entry, name), heap)
             report("advance", {"repo": repo.name, "step": name, **out})
         report("entry-done", {"repo": repo.name, "step": entry.step})
-    return {"workspace": str(ws.root), "repos": len(state.started()), "processed": len(plan),
-            "nothing_to_do": todo == 0, "seconds": round(time.perf_counter() - started, 2)}
