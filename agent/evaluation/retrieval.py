@@ -27,7 +27,11 @@ class Hit:
 
 class VectorIndex:
     """Premise vectors held in memory with exact dot-product search: the same `retrieve_by_vectors` as the
-    premise store, for corpora given as plain lists (benchmarks, temporary scoring)."""
+    premise store, for corpora given as plain lists (benchmarks, temporary scoring, the loop's evaluation rows).
+    Names are unique (a :class:`~agent.learn.retriever.Corpus` keeps one premise per name). Ties rank by
+    position, as a stable sort of every score would."""
+
+    QUERY_CHUNK = 256   # query rows scored per matrix product: bounds the (rows x premises) score block
 
     def __init__(self, names: Sequence[str], vectors: np.ndarray):
         self.names = list(names)
@@ -42,19 +46,30 @@ class VectorIndex:
 
     def retrieve_by_vectors(self, vectors: np.ndarray, k: int,
                             accessible: Sequence[set[str] | None] | None = None) -> list[list[Hit]]:
-        scores = np.asarray(vectors, dtype=np.float32) @ self.vectors.T
+        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         out = []
-        for r, row in enumerate(scores):
-            allowed = accessible[r] if accessible is not None else None
-            order = np.argsort(-row, kind="stable")
-            hits = []
-            for i in order:
-                if allowed is None or self.names[i] in allowed:
-                    hits.append(Hit(self.names[i], float(row[i])))
-                    if len(hits) == k:
-                        break
-            out.append(hits)
+        for lo in range(0, len(queries), self.QUERY_CHUNK):
+            scores = queries[lo:lo + self.QUERY_CHUNK] @ self.vectors.T
+            for r, row in enumerate(scores):
+                allowed = accessible[lo + r] if accessible is not None else None
+                out.append(self._top(row, k, allowed))
         return out
+
+    def _top(self, row: np.ndarray, k: int, allowed: set[str] | None) -> list[Hit]:
+        """The k best of one score row. Without a filter only the scores at or above the k-th largest are
+        sorted (the same order as sorting all of them: at 100k premises a full sort per query dominated)."""
+        if allowed is None and 0 < k < len(row):
+            kth = np.partition(row, len(row) - k)[len(row) - k]
+            candidates = np.flatnonzero(row >= kth)
+            order = candidates[np.argsort(-row[candidates], kind="stable")][:k]
+            return [Hit(self.names[i], float(row[i])) for i in order]
+        hits = []
+        for i in np.argsort(-row, kind="stable"):
+            if allowed is None or self.names[i] in allowed:
+                hits.append(Hit(self.names[i], float(row[i])))
+                if len(hits) == k:
+                    break
+        return hits
 
 
 def store_names(store: Any) -> set[str]:

@@ -32,6 +32,7 @@ class LoopContext:
     _repos: dict[str, Repository] = field(default_factory=dict, repr=False)
     _query_encoder: Any = field(default=None, repr=False)
     _corpus: tuple[tuple[str, ...], Any] | None = field(default=None, repr=False)
+    _premise_index: tuple[Any, Any] | None = field(default=None, repr=False)
 
     def repository(self, key: str) -> Repository:
         if key not in self._repos:
@@ -64,6 +65,21 @@ class LoopContext:
                 corpus.set_vectors(base_encoder(self.config), stored)
             self._corpus = (keys, corpus)
         return self._corpus[1]
+
+    def premise_index(self) -> Any:
+        """Exact search over :meth:`corpus` and its stored vectors, for evaluation: every held-out tactic is
+        ranked against every live premise in one matrix product per row, as `lifelean evaluate` and
+        bench/forgetting.py rank, instead of one approximate (HNSW) premise-store query per tactic (28 s of
+        `make run`). Shares the corpus's vectors: no copy. A name stored by two live repositories ranks with
+        the corpus's copy (the first repository's), as training scores it."""
+        from agent.evaluation.retrieval import VectorIndex
+        from agent.workspace.memory import base_encoder
+
+        corpus = self.corpus()
+        if self._premise_index is None or self._premise_index[0] is not corpus:
+            vectors = corpus.vectors(base_encoder(self.config)).numpy()
+            self._premise_index = (corpus, VectorIndex(corpus.names, vectors))
+        return self._premise_index[1]
 
     def query_encoder(self, repo_name: str | None = None) -> Any:
         """The current query tower: the newest checkpoint's (loaded once per step), or with `adapters` the

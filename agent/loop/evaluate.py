@@ -47,14 +47,14 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
     Without per-repository adapters one query tower serves the whole row, so its held-out states are embedded
     in one batched pass (`encode_once`), one prover serves every column's tactic scores, and the row's proofs
     are one `prove_many` call: one process pool or one Ray actor pool per row (`[prover] workers`,
-    `run --ray`), not one per column."""
+    `run --ray`), not one per column. Retrieval ranks every live premise exactly (`LoopContext.premise_index`:
+    the stored vectors, one matrix product per cell), as `lifelean evaluate` and bench/forgetting.py do."""
     from agent.evaluation.retrieval import retrieval_scores
     from agent.evaluation.tactics import tactic_scores
     from agent.proving import held_out_theorems
-    from agent.workspace.memory import open_store
 
     bank_repos = ctx.learned_names(row)
-    store = open_store(ctx.ws, ctx.config)
+    premises = ctx.premise_index()   # exact search over the live corpus's stored vectors
     columns = row_columns(ctx, row)
     cells = {}
     for entry in columns:
@@ -81,7 +81,7 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
             encoder = ctx.query_encoder(repo.name)
             if per_repo:
                 encode_once(ctx, tests, encoder)
-            rec.update(_nan_to_none(retrieval_scores(encoder, store, tests)))
+            rec.update(_nan_to_none(retrieval_scores(encoder, premises, tests)))
             worker = row_worker or _worker(ctx, bank_repos, encoder)
             rec.update(_nan_to_none(tactic_scores(worker.generator, tests, ctx.config.seed)))
             if proofs:
@@ -101,22 +101,26 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
 
 
 def encode_once(ctx: LoopContext, theorems: list[Any], query: Any = None) -> None:
-    """Embed every recorded state of `theorems` in one batched pass per encoder, into the encoders' memos
+    """Embed the recorded states of `theorems` in one batched pass per encoder, into the encoders' memos
     (memory/embedder.py `remember`): the cells then ask retrieval, the kNN generator, the premise context and
     the prover for these states one at a time, and each would otherwise be a forward pass of its own. The
     frozen base encoder keeps them across rows; the query tower is new after every learn step. The query tower
     reads each state with its theorem's file (`query_text`: retrieval and the premise context), the base
-    encoder the bare state (the bank's kNN match), and the base serves as query tower before any learning."""
+    encoder the bare state (the bank's kNN match), and the base serves as query tower before any learning.
+
+    The query tower is given the states before each tactic, which every cell ranks premises for; a state
+    only reached after the last tactic of a branch is asked for only if the prover gets there (a third of the
+    row's texts, rarely reached), and then embedded on its own."""
     from agent.workspace.memory import base_encoder
     from memory.embedder import query_text
 
-    pairs = list(dict.fromkeys((s, thm.file_path) for thm in theorems for tac in thm.tactics
-                               for s in (tac.state_before, tac.state_after) if s))
-    if not pairs:
+    befores = [(tac.state_before, thm.file_path) for thm in theorems for tac in thm.tactics if tac.state_before]
+    states = list(dict.fromkeys(s for thm in theorems for tac in thm.tactics
+                                for s in (tac.state_before, tac.state_after) if s))
+    if not states:
         return
     query, base = query or ctx.query_encoder(), base_encoder(ctx.config)
-    queries = list(dict.fromkeys(query_text(s, path) for s, path in pairs))
-    states = list(dict.fromkeys(s for s, _ in pairs))
+    queries = list(dict.fromkeys(query_text(s, path) for s, path in befores))
     if query is base:
         base.encode(queries + states)
     else:
