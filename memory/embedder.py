@@ -19,7 +19,7 @@ import json
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -159,20 +159,28 @@ class Encoder:
                                return_tensors="pt")
         return {k: v.to(device) for k, v in batch.items()}
 
-    def embed(self, texts: Sequence[str], chunk: int | None = None):
+    def embed(self, texts: Sequence[str], chunk: int | None = None,
+              before_pass: Callable[[int], None] | None = None):
         """L2-normalised embeddings as a torch tensor that keeps gradients (for training).
 
         With `chunk`, the texts are grouped by token length into forward passes of at most `chunk` texts, each
         padded only to its own longest text: the same vectors (padding is masked out of attention and pooling)
         for a fraction of the padded tokens. On proof states (median 80 tokens, a long tail to the 256 cap) a
-        random batch pads to its longest state, so this is about half the compute and activation memory."""
+        random batch pads to its longest state, so this is about half the compute and activation memory.
+        `before_pass(padded_tokens)` is called before each forward pass, shortest first (the learner decides
+        there which passes keep their activations)."""
         import torch
 
         texts = list(texts)
         if chunk is None or len(texts) <= chunk:
-            return self._embed_batch(self._tokenize(texts))
+            return self._embed_pass(self._tokenize(texts), before_pass)
         encoded, groups, inverse = self._length_groups(texts, chunk)
-        return torch.cat([self._embed_batch(self._padded(encoded, idx)) for idx in groups])[inverse]
+        return torch.cat([self._embed_pass(self._padded(encoded, idx), before_pass) for idx in groups])[inverse]
+
+    def _embed_pass(self, batch, before_pass: Callable[[int], None] | None):
+        if before_pass is not None:
+            before_pass(int(batch["input_ids"].numel()))
+        return self._embed_batch(batch)
 
     def _length_groups(self, texts: list[str], chunk: int, max_tokens: int = 0):
         """Texts tokenized once and grouped by token length into runs of at most `chunk` texts and, with

@@ -12,9 +12,9 @@ from agent.learn.strategies import build_strategies
 from memory.embedder import Encoder
 
 
-def _learner(encoder: Encoder, corpus: Corpus, checkpointing: bool) -> RetrieverLearner:
+def _learner(encoder: Encoder, corpus: Corpus, checkpointing: bool, kept_tokens: int = 0) -> RetrieverLearner:
     cfg = LearningConfig(strategy=["replay", "distill"], batch_size=8, micro_batch=2, lr=1e-4, mined_negatives=4,
-                         activation_checkpointing=checkpointing)
+                         activation_checkpointing=checkpointing, kept_activation_tokens=kept_tokens)
     short = Encoder(encoder.model, encoder.tokenizer, encoder.name, max_length=48)
     return RetrieverLearner(short, cfg, corpus, build_strategies(cfg))
 
@@ -32,22 +32,27 @@ class LayerPasses:
 def test_checkpointed_training_recomputes_each_layer_and_trains_the_same_weights(encoder, repos, corpus):
     pairs = cap_examples(training_pairs(repos["Mathlib/Data"], corpus.index), 16, 0)
     runs = []
-    for checkpointing in (False, True):
-        learner = _learner(encoder, corpus, checkpointing)
+    for checkpointing, kept in ((False, 0), (True, 0), (True, 120)):
+        learner = _learner(encoder, corpus, checkpointing, kept)
         passes = LayerPasses(learner.model)
         stats = learner.train_repository("Mathlib/Data", pairs, 0, seed=5)
         passes.handle.remove()
         runs.append((stats, passes.count, {n: p.detach().clone() for n, p in learner.model.named_parameters()}))
-    (plain, plain_passes, plain_w), (ckpt, ckpt_passes, ckpt_w) = runs
-    assert plain["batches"] == ckpt["batches"] == 2
+    (plain, plain_passes, plain_w), (ckpt, ckpt_passes, ckpt_w), (mixed, mixed_passes, mixed_w) = runs
+    assert plain["batches"] == ckpt["batches"] == mixed["batches"] == 2
     # Half of the plain passes are the student's, half distillation's eval-mode teacher's: every student pass
-    # ran again in backward, no teacher pass did.
+    # ran again in backward, no teacher pass did. With a token budget only the longer student passes did.
     assert plain_passes > 0 and ckpt_passes - plain_passes == plain_passes // 2
-    assert plain["loss_first"] == ckpt["loss_first"] and plain["terms"] == ckpt["terms"]
+    assert plain_passes < mixed_passes < ckpt_passes
+    assert plain["loss_first"] == ckpt["loss_first"] == mixed["loss_first"]
+    assert plain["terms"] == ckpt["terms"] == mixed["terms"]
     base = encoder.model.state_dict()
     assert max(float((plain_w[n] - base[n]).abs().max()) for n in plain_w if n in base) > 1e-5  # it trained
     for name in plain_w:                                          # dropout replayed: the very same weights
         assert torch.equal(plain_w[name], ckpt_w[name]), name
+        assert torch.equal(plain_w[name], mixed_w[name]), name
+    flags = [m.gradient_checkpointing for m in learner.model.modules() if hasattr(m, "gradient_checkpointing")]
+    assert flags and all(flags)                                   # the budget leaves checkpointing switched on
 
 
 def test_inference_with_a_checkpointed_tower_runs_each_layer_once(encoder, corpus):

@@ -150,6 +150,42 @@ def test_an_evaluation_row_embeds_its_states_in_one_pass_and_proves_in_one_pool(
     assert all(r["recall@10"] is not None and r["tactic@8"] is not None for r in scored)
 
 
+def test_an_evaluation_row_ranks_every_stored_premise_exactly_without_a_store_query_per_tactic(added_workspace,
+                                                                                              monkeypatch):
+    """The row's Recall@k and MRR are those of an exact ranking of every stored premise vector (an oracle built
+    here from the store's own rows), and no cell asks the approximate premise store once per tactic."""
+    from agent.evaluation.retrieval import eval_tactics, ranking_scores
+    from agent.loop.driver import prepare_stream
+    from agent.loop.evaluate import BASELINE_ROW, evaluate_row
+    from agent.proving import held_out_theorems
+    from agent.workspace import Workspace
+    from agent.workspace.memory import base_encoder, open_store
+    from memory.premise_store import PremiseStore
+
+    ws = Workspace(Path(added_workspace))
+    queries: list[int] = []
+    real_query = PremiseStore._query
+    monkeypatch.setattr(PremiseStore, "_query", lambda self, *a: (queries.append(1), real_query(self, *a))[1])
+    with ws.lock():
+        ctx = prepare_stream(ws)
+        records = evaluate_row(ctx, BASELINE_ROW, None)
+        rows = open_store(ws, ctx.config)._get_all(None, ["metadatas", "embeddings"])
+        names = [m["full_name"] for m in rows["metadatas"]]
+        docs = np.asarray(rows["embeddings"], dtype=np.float32)
+        base = base_encoder(ctx.config)
+        for rec in records:
+            if not rec["theorems"]:
+                continue
+            tactics = eval_tactics(held_out_theorems(ctx.repository(rec["repo"])), set(names))
+            scores = base._encode([q for q, _ in tactics], False, "") @ docs.T
+            ranked = [[names[i] for i in np.argsort(-row, kind="stable")[:100]] for row in scores]
+            want = ranking_scores(ranked, [p for _, p in tactics])
+            assert rec["tactics"] == len(tactics) > 0
+            for key in ("recall@1", "recall@10", "mrr"):
+                assert rec[key] == pytest.approx(want[key], abs=1e-9), (rec["repo"], key)
+    assert queries == []
+
+
 def test_inference_passes_hold_a_bounded_number_of_padded_tokens(encoder, monkeypatch):
     """Long texts go in smaller batches (attention is quadratic in length); short ones still fill a batch."""
     from memory.embedder import Encoder
@@ -198,3 +234,43 @@ def test_the_heap_freed_by_a_step_goes_back_to_the_operating_system():
         pytest.skip("not glibc")
     assert after_free > 100                       # ~0.4 GB freed but still resident
     assert after_trim < after_free / 2
+
+
+def test_the_step_heap_freezes_the_run_long_objects_once_and_thaws_them_on_exit():
+    """After the first learn step the loop's collections skip the objects that live as long as the run; garbage
+    cycles made later are still collected, and leaving the run gives the collector back as it was."""
+    import gc
+    import weakref
+
+    from common.heap import StepHeap
+
+    class Node:
+        pass
+
+    def cycle() -> "weakref.ref[Node]":
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        return weakref.ref(a)
+
+    assert gc.get_freeze_count() == 0
+    with StepHeap() as heap:
+        heap.release()                                   # an ordinary release freezes nothing
+        assert gc.get_freeze_count() == 0
+        survivor = Node()
+        heap.release(freeze_survivors=True)
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000 and heap.frozen
+        later = cycle()
+        heap.release(freeze_survivors=True)              # only the first freeze counts
+        assert later() is None and gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == 0 and not heap.frozen
+    assert survivor is not None
+
+    gc.freeze()                                          # someone else's freeze is left alone
+    try:
+        with StepHeap() as heap:
+            heap.release(freeze_survivors=True)
+            assert not heap.frozen
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()

@@ -91,6 +91,28 @@ def test_batch_has_in_file_negatives_and_masks_other_positives(short_encoder, re
     assert masked == {c for c in cols if c in multi.positives and c != multi.premise}
 
 
+def test_a_batch_embeds_each_distinct_query_once_and_its_rows_share_the_vector(short_encoder, repos, corpus):
+    """A state gives one pair per premise; the rows of one state reach the model once, and (without dropout,
+    in eval mode) every row's logits are those of embedding each row on its own."""
+    learner = RetrieverLearner(short_encoder, config(mined_negatives=0), corpus)
+    pairs = training_pairs(repos["Mathlib/Data"], corpus.index)
+    multi = next(p for p in pairs if len(p.positives) > 2)
+    others = list({p.state: p for p in pairs if p.state != multi.state}.values())[:3]
+    rows = [p for p in pairs if p.state == multi.state][:3] + others
+    batch = learner.make_batch(rows, random.Random(0))
+    texts: list[int] = []
+    handle = learner.model.register_forward_hook(lambda m, args, kw, out: texts.append(len(kw["input_ids"])),
+                                                 with_kwargs=True)
+    learner.model.eval()
+    with torch.no_grad():
+        logits = learner.batch_logits(learner.model, batch)
+    handle.remove()
+    assert sum(texts) == len({r.query for r in rows}) == 4
+    with torch.no_grad():
+        alone = torch.cat([learner.query.embed([r.query]) for r in rows])
+    assert torch.allclose(logits, learner.score(alone, batch), atol=1e-4)
+
+
 # -- strategies ---------------------------------------------------------------------------------
 
 

@@ -30,6 +30,10 @@ class LearningConfig:
                                             "checkpointing through the Hugging Face model's own switch; dropout's "
                                             "random state is replayed, so the weights are identical): a learn step "
                                             "holds ~0.4 GB less for ~25% more CPU; false = faster, more memory")
+    kept_activation_tokens: int = option(1024, "with activation_checkpointing: padded tokens per training batch "
+                                         "whose activations are kept instead of recomputed, shortest forward "
+                                         "passes first (~0.2 MB each); the same weights at any value, less CPU "
+                                         "for more memory; 0 = recompute every pass")
     lr: float = option(3e-5, "AdamW learning rate (bench/forgetting.py, full stream: 3e-5 beats 5e-5 and 1e-4 on "
                        "unseen theorems, with BWT > 0; distill then keeps what replay alone forgets)")
     weight_decay: float = option(0.01, "AdamW weight decay")
@@ -86,5 +90,7 @@ class LearningConfig:
             raise ValueError("min_steps and mined_negatives must be >= 0, max_epochs >= 1")
         if self.hard_negatives < 0 or self.ewc_samples < 1 or self.lora_rank < 1:
             raise ValueError("hard_negatives must be >= 0, ewc_samples and lora_rank >= 1")
+        if self.kept_activation_tokens < 0:
+            raise ValueError(f"kept_activation_tokens must be 0 or more, got {self.kept_activation_tokens}")
         if self.processes < 1:
             raise ValueError(f"processes must be at least 1, got {self.processes}")

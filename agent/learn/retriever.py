@@ -292,9 +292,22 @@ class RetrieverLearner(Learner):
         batch.mined = True
 
     def query_vectors(self, model: "torch.nn.Module", batch: Batch) -> "torch.Tensor":
+        """One vector per row, each distinct query text embedded once per batch: a state has one pair per
+        premise its tactic uses (2.4 on the sample) and a replayed bank step brings all of them into the same
+        batch, so about a third of a batch's rows repeat a text. The rows of one text share its vector (and
+        its dropout mask); the gradient of the shared vector sums theirs."""
+        import torch
+
         enc = Encoder(model, self.query.tokenizer, self.query.name, self.query.max_length,
                       pooling=self.query.pooling)
-        return enc.embed([ex.query for ex in batch.examples], chunk=self.config.micro_batch)
+        texts = [ex.query for ex in batch.examples]
+        distinct = list(dict.fromkeys(texts))
+        with ActivationBudget(model, self.config.kept_activation_tokens) as budget:
+            vectors = enc.embed(distinct, chunk=self.config.micro_batch, before_pass=budget.before_pass)
+        if len(distinct) == len(texts):
+            return vectors
+        row_of = {text: i for i, text in enumerate(distinct)}
+        return vectors[torch.tensor([row_of[t] for t in texts], device=vectors.device)]
 
     def score(self, q: "torch.Tensor", batch: Batch) -> "torch.Tensor":
         docs = self.doc_matrix()[batch.candidates]
@@ -330,6 +343,34 @@ class RetrieverLearner(Learner):
     def examples_loss(self, examples: Sequence[TrainingPair], rng: random.Random) -> "torch.Tensor":
         """Contrastive loss of `examples` alone (at least `batch_size` columns): EWC's per-example loss."""
         return self.forward(self.make_batch(examples, rng, min_columns=self.config.batch_size))
+
+
+class ActivationBudget:
+    """Which forward passes of one training batch keep their activations: the shortest passes (they come
+    first), while their padded tokens fit in `tokens`; the rest are checkpointed (recomputed in backward).
+    Short passes hold little and cost the recompute all the same, so this buys back most of checkpointing's
+    CPU for a bounded amount of memory, whatever the lengths of a repository's states. Each pass is either
+    plain or checkpointed, both give the same values and gradients (dropout's random state is replayed), so the
+    weights do not depend on the budget. A no-op for a model without checkpointing or not training."""
+
+    def __init__(self, model: "torch.nn.Module", tokens: int):
+        self.left = tokens
+        self.layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False)] \
+            if model.training and tokens > 0 else []
+
+    def before_pass(self, padded_tokens: int) -> None:
+        keep = padded_tokens <= self.left
+        if keep:
+            self.left -= padded_tokens
+        for layer in self.layers:
+            layer.gradient_checkpointing = not keep
+
+    def __enter__(self) -> "ActivationBudget":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for layer in self.layers:
+            layer.gradient_checkpointing = True
 
 
 def checkpoint_activations(model: "torch.nn.Module") -> None:

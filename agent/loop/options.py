@@ -13,7 +13,8 @@ RESOURCE_OPTIONS = {
     ("memory", "chroma_url"), ("memory", "batch_size"), ("memory", "retrieve_filter"),
     ("prover", "workers"), ("prover", "ray_address"), ("prover", "vllm_url"),
     ("learning", "keep_checkpoints"), ("learning", "snapshot_seconds"), ("learning", "micro_batch"),
-    ("learning", "activation_checkpointing"), ("learning", "processes"), ("curriculum", "strategy"),
+    ("learning", "activation_checkpointing"), ("learning", "kept_activation_tokens"), ("learning", "processes"),
+    ("curriculum", "strategy"),
 }
 
 
