@@ -9,11 +9,11 @@ live tensors are ~0.1 GB. `malloc_trim(0)` returns those pages (Linux man page m
 
 The learner's strategies and the learner refer to each other, so its weights are only freed by the cyclic
 collector, which is run first. A full collection walks every tracked object: torch, transformers and chromadb
-alone are ~0.4 M of them, 0.25 s a walk, and `make run` collects 56 times. The objects alive after the first
-learn step (modules, encoders, stores, loaded repositories) live as long as the run, so :class:`StepHeap`
-moves them once into the collector's permanent generation (`gc.freeze`, Python docs "gc"); later collections
-walk only what later steps allocated. Leaving the `with` block thaws them, so the process's collector is as
-it was.
+alone are ~0.4 M of them, 0.25 s a walk, and `make run` collects 56 times. The objects alive after the
+baseline row or the first learn step (modules, encoders, stores, loaded repositories) live as long as the run,
+so :class:`StepHeap` moves them once into the collector's permanent generation (`gc.freeze`, Python docs
+"gc"); later collections walk only what later steps allocated. Leaving the `with` block thaws them, so the
+process's collector is as it was.
 """
 from __future__ import annotations
 
