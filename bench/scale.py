@@ -148,10 +148,10 @@ def child_cli(out_path: Path, argv: list[str]) -> None:
     original_step = driver._run_step
 
     @functools.wraps(original_step)
-    def run_step(ctx, name, fn, step, key, mark):
+    def run_step(ctx, name, fn, step, *rest):
         phase.append(name)
         try:
-            return original_step(ctx, name, fn, step, key, mark)
+            return original_step(ctx, name, fn, step, *rest)
         finally:
             phase.pop()
             after_steps.append((step, name, round(rss_mb())))

@@ -146,3 +146,28 @@ def test_the_status_workspace_of_the_bench_is_read_by_status(tmp_path):
     finished = workspace_status(Workspace(build_status_workspace(tmp_path / "b", n=12, finished=True)))
     assert finished["activity"]["state"] == "done"
     assert finished["metrics"]["steps"] == 12 and finished["metrics"]["recall@10"]["acc"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_the_instrumented_child_runs_the_real_loop_and_records_each_phase(b4_sample, tmp_path):
+    """bench/scale.py's `--child-cli` wraps the loop's own step runner: a real run through it finishes and
+    records the peak memory of every phase and the memory after every step (it broke silently once when the
+    runner's signature changed)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests import loop_fixtures as lf
+
+    data = lf.small_stream(b4_sample, tmp_path / "data", ("Mathlib/SetTheory", "Mathlib/FieldTheory"))
+    ws = tmp_path / "ws"
+    lf.prepare_workspace(ws)
+    out = tmp_path / "stats.json"
+    bench = Path(__file__).resolve().parents[1] / "bench" / "scale.py"
+    proc = subprocess.run([sys.executable, str(bench), "--child-cli", str(out), "--", "-w", str(ws), "run",
+                           str(data), "--split-by-dir", "2"], cwd=bench.parents[1], env=lf.env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads(out.read_text())
+    assert {"baseline", "learn", "evaluate"} <= set(stats["peak_rss_by_phase_mb"])
+    assert [name for _, name, _ in stats["rss_after_step_mb"]].count("learn") == 2
