@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from common.errors import InputError
+from common.lean_dojo_import import import_lean_dojo
 from curriculum.lean_data import Repository, parse_premise_file, parse_theorem
 
 MIN_GIT = (2, 25)
@@ -51,7 +52,7 @@ def missing_lean_tools() -> str | None:
     if version < MIN_GIT:
         return f"git {version[0]}.{version[1]} is too old (LeanDojo needs git >= 2.25)"
     try:
-        import lean_dojo  # noqa: F401
+        import_lean_dojo()
     except ImportError:
         return "the Python package lean-dojo is not installed (pip install 'lifelean[lean]')"
     absent = [tool for tool in ("elan", "lake", "lean") if shutil.which(tool) is None]
@@ -66,9 +67,7 @@ def _require_lean_dojo():
     if missing is not None:
         raise InputError(f"tracing a Lean repository needs LeanDojo and Lean: {missing}; "
                          "or add an already traced dataset directory (LeanDojo export format)")
-    import lean_dojo
-
-    return lean_dojo
+    return import_lean_dojo()
 
 
 def explain_lean_failure(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ import time
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 from common.errors import InputError
+from common.lean_dojo_import import import_lean_dojo
 from curriculum.lean_data import Theorem, TracedTactic
 
 NO_GOALS = "no goals"
@@ -379,7 +380,7 @@ class LeanSessionEnv(abc.ABC):
 
 def _import_lean_dojo():
     try:
-        import lean_dojo  # noqa: F401  (runs `git --version` at import; only imported here)
+        lean_dojo = import_lean_dojo()  # runs `git --version` at import; only imported here
     except ImportError:
         raise InputError("checking proofs with Lean needs LeanDojo: pip install 'lifelean[lean]', plus a Lean 4 "
                          "toolchain (elan) and a repository traced by LeanDojo") from None

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -191,6 +192,16 @@ def _fresh_dir() -> Path:
 @lru_cache(maxsize=None)
 def _scratch() -> str:
     return tempfile.mkdtemp(prefix="lifelean-fuzz-")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_scratch() -> Iterator[None]:
+    """Hypothesis examples cannot share a function's tmp_path, so they write under one scratch directory,
+    deleted when the module's tests end."""
+    yield
+    if _scratch.cache_info().currsize:
+        shutil.rmtree(_scratch(), ignore_errors=True)
+        _scratch.cache_clear()
 
 
 def _accepted_dataset_is_sound(ds) -> None:

@@ -8,7 +8,10 @@ import tempfile
 
 import pytest
 
+from common.lean_dojo_import import lean_dojo_cache_dir
+
 os.environ.setdefault("CACHE_DIR", os.path.join(tempfile.gettempdir(), "lifelean-test-lean-dojo-cache"))
+lean_dojo_cache_dir().mkdir(parents=True, exist_ok=True)  # two xdist workers importing LeanDojo race otherwise
 ld = pytest.importorskip("lean_dojo")
 
 from common.errors import InputError  # noqa: E402
@@ -210,6 +213,42 @@ def test_missing_lean_dojo_says_how_to_install(monkeypatch):
     with pytest.raises(InputError, match=r"lifelean\[lean\]"):
         with LeanDojoEnv(_thm()):
             pass
+
+
+_IMPORT_PROBE = """
+import pathlib, sys
+made = []
+mkdir = pathlib.Path.mkdir
+def recording_mkdir(self, mode=0o777, parents=False, exist_ok=False):
+    made.append((str(self), exist_ok))
+    return mkdir(self, mode, parents, exist_ok)
+pathlib.Path.mkdir = recording_mkdir
+if sys.argv[1] == "helper":
+    from common.lean_dojo_import import import_lean_dojo
+    import_lean_dojo()
+else:
+    import lean_dojo
+print(repr(made))
+"""
+
+
+def test_lean_dojo_never_creates_its_cache_directory_itself(tmp_path):
+    """LeanDojo's import checks for CACHE_DIR and then creates it without exist_ok, so two processes importing it
+    at once on a fresh machine race and one dies with FileExistsError (this killed a CI run at collection).
+    Through lifelean's import the directory exists first, so LeanDojo's own non-idempotent mkdir never runs
+    (the probe's "plain" mode, a bare `import lean_dojo`, fails this check with lean-dojo 4.20.0)."""
+    import ast
+    import subprocess
+    import sys
+
+    cache = tmp_path / "fresh" / "lean_dojo_cache"
+    env = {**os.environ, "CACHE_DIR": str(cache)}
+    out = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, "helper"], env=env, capture_output=True, text=True,
+                         timeout=120, check=True, cwd=os.path.dirname(os.path.dirname(__file__))).stdout
+    made = [(path, exist_ok) for path, exist_ok in ast.literal_eval(out.strip().splitlines()[-1])
+            if path == str(cache)]
+    assert cache.is_dir()
+    assert made and all(exist_ok for _, exist_ok in made), made
 
 
 def test_backend_follows_the_lean_version():

@@ -12,7 +12,10 @@ import types
 
 import pytest
 
+from common.lean_dojo_import import lean_dojo_cache_dir
+
 os.environ.setdefault("CACHE_DIR", os.path.join(tempfile.gettempdir(), "lifelean-test-lean-dojo-cache"))
+lean_dojo_cache_dir().mkdir(parents=True, exist_ok=True)  # two xdist workers importing LeanDojo race otherwise
 ld = pytest.importorskip("lean_dojo")
 
 from pathlib import Path  # noqa: E402
