@@ -68,3 +68,26 @@ def test_activation_checkpointing_is_a_resource_option():
     from agent.loop.options import stream_options
 
     assert "activation_checkpointing" not in stream_options(RunConfig())["learning"]
+
+
+def test_training_a_checkpointed_tower_prints_no_cache_warning(encoder, repos, corpus):
+    """An encoder keeps no key/value cache, so transformers' "`use_cache=True` is incompatible with gradient
+    checkpointing" line, printed on the first learn step of every run, told the user nothing."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()        # the warning is printed once per process
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append                 # type: ignore[method-assign]
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        learner = _learner(encoder, corpus, checkpointing=True)
+        pairs = cap_examples(training_pairs(repos["Mathlib/Data"], corpus.index), 8, 0)
+        stats = learner.train_repository("Mathlib/Data", pairs, 0, seed=5)
+    finally:
+        logger.removeHandler(handler)
+    assert stats["batches"] == 1
+    assert not [r.getMessage() for r in records if "use_cache" in r.getMessage()]

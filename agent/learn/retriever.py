@@ -381,6 +381,8 @@ def checkpoint_activations(model: "torch.nn.Module") -> None:
     passes (inference, a distillation teacher) are untouched."""
     if not getattr(model, "supports_gradient_checkpointing", False):
         return
+    if getattr(model.config, "use_cache", False):
+        model.config.use_cache = False   # an encoder keeps no cache; else transformers warns on the first pass
     if hasattr(model, "activation_checkpointing_enable"):   # the newer name; the old one warns
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
