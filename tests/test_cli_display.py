@@ -79,6 +79,18 @@ def test_status_says_interrupted_and_suggests_resume(run_cli, long_ws):
     assert data["activity"]["state"] == "interrupted"
 
 
+def test_status_counts_one_repository_in_the_singular(run_cli, tmp_path):
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    state = ws.load_state()
+    r = make_repo("Solo", [1, 2])
+    save_repository(r, ws.repo_data_path(r.key))
+    state.entries.append(StreamEntry(key=r.key, name=r.name, url=r.url, commit=r.commit, source="test",
+                                     theorems=len(r.theorems)))
+    ws.save_state(state)
+    flat = " ".join(run_cli("status", workspace=ws.root).output.split())
+    assert "1 repository, 2 theorems" in flat and "not started: 1 repository to learn" in flat, flat
+
+
 def test_status_names_a_running_holder(run_cli, long_ws):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -46,6 +46,11 @@ def format_metrics(values: dict[str, Any] | None) -> str:
     return ", ".join(shown) or "not enough data yet"
 
 
+def repositories(n: int) -> str:
+    """"1 repository", "2 repositories": the count the CLI prints most."""
+    return f"{n} repositor{'y' if n == 1 else 'ies'}"
+
+
 def width() -> int:
     """Columns to fit: the terminal's, `$COLUMNS`, or 80 when piped (at most 100, where lines stay readable)."""
     import shutil

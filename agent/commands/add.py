@@ -7,7 +7,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agent.commands._common import emit, json_option, workspace_root
+from agent.commands._common import emit, json_option, repositories, workspace_root
 from agent.workspace.stream import refresh_curriculum, register_repositories
 from agent.workspace import SourceRecord, Workspace, WorkspaceState
 from curriculum.lean_data import Repository
@@ -25,7 +25,7 @@ def add_source(ws: Workspace, source: str, name: str | None, split_by_dir: int |
         repos = load_source(spec, name=name, split_by_dir=split_by_dir)
         with ws.lock(create=True):  # the workspace is created inside the lock, never before it
             display.attach_log(ws.root / "logs", "add")
-            display.line(f"read {source}: {len(repos)} repositor{'y' if len(repos) == 1 else 'ies'}, "
+            display.line(f"read {source}: {repositories(len(repos))}, "
                          f"{sum(len(r.theorems) for r in repos)} theorems, "
                          f"{sum(r.num_premises for r in repos)} premises")
             return register_and_index(ws, spec, repos, name, split_by_dir, display)
@@ -109,7 +109,7 @@ def _render(result: dict[str, Any]) -> None:
         cells = [r["name"]] + ([r["commit"][:8]] if len(commits) > 1 else [])
         table.add_row(*cells, str(r["theorems"]), str(r["premises"]), str(r["files"]), status)
     if len(commits) == 1:
-        console.print(f"{len(rows)} repositor{'y' if len(rows) == 1 else 'ies'} at commit "
+        console.print(f"{repositories(len(rows))} at commit "
                       f"{next(iter(commits))[:12]}:")
     console.print(table)
     embedded = sum(r.get("premises_embedded", 0) for r in rows)

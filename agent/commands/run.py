@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from agent.commands._common import emit, format_metrics, json_option, workspace_root
+from agent.commands._common import emit, format_metrics, json_option, repositories, workspace_root
 from agent.commands.progress import format_seconds
 from agent.workspace import Workspace
 from common.errors import InputError, LifeleanError
@@ -102,7 +102,7 @@ class LiveDisplay:
             if info.get("total", 0) == 0:
                 return
             p.outer(self.repos, "starting")
-            p.line(f"run: {self.repos} repositor{'y' if self.repos == 1 else 'ies'} to process, "
+            p.line(f"run: {repositories(self.repos)} to process, "
                    f"{info['total']} steps (index, learn, prove, bank, evaluate each)")
         elif event == "step":
             if info.get("position") is not None:

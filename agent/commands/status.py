@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from agent.commands._common import emit, json_option, workspace_from
+from agent.commands._common import emit, json_option, repositories, workspace_from
 from agent.workspace import PHASES, Workspace
 
 # rich is imported by `_render` only: `status --json` (scripts, the report) never needs it.
@@ -99,16 +99,16 @@ def run_activity(ws: Workspace, state: Any, plan: list[Any] | None = None) -> di
     if not state.entries:
         return {"state": "empty", "text": "no repositories yet", "next": f"lifelean -w {root} add SOURCE"}
     if state.run is None or not state.stream_started:
-        return {"state": "not started", "text": f"not started: {len(plan)} repositories to learn",
+        return {"state": "not started", "text": f"not started: {repositories(len(plan))} to learn",
                 "next": f"lifelean -w {root} run"}
     if unfinished:
         e = unfinished[0]
         phase = next(p for p in PHASES if not e.done(p))
         return {"state": "interrupted", "text": f"interrupted: step {e.step} ({e.name}) stopped before "
-                f"'{phase}'; {len(plan)} repositor{'y' if len(plan) == 1 else 'ies'} left",
+                f"'{phase}'; {repositories(len(plan))} left",
                 "next": f"lifelean -w {root} resume"}
     if plan:
-        return {"state": "pending", "text": f"{len(plan)} repositor{'y' if len(plan) == 1 else 'ies'} added "
+        return {"state": "pending", "text": f"{repositories(len(plan))} added "
                 "since the last run, not yet learned", "next": f"lifelean -w {root} run"}
     return {"state": "done", "text": "done: every repository of the stream is learned and evaluated",
             "next": f"lifelean -w {root} report --open"}
@@ -124,7 +124,7 @@ def _render(data: dict[str, Any]) -> None:
     console = Console(width=None)
     c = data["counts"]
     print_ = lambda text: console.print(wrap(text), highlight=False, markup=False)  # noqa: E731
-    print_(f"workspace {data['workspace']}: {c['repos']} repositories, {c['theorems']} theorems, "
+    print_(f"workspace {data['workspace']}: {repositories(c['repos'])}, {c['theorems']} theorems, "
            f"{c['premises']} premises; {c['repos_done']}/{c['repos']} fully processed")
     for s in data["sources"]:
         opts = ", ".join(f"{k}={v}" for k, v in s.get("options", {}).items() if v is not None)
