@@ -279,7 +279,7 @@ def _save_position(directory: Path, identity: dict[str, Any], learner: Learner, 
     """A mid-repository snapshot: the trainable weights and optimizer with the loop's position, atomically."""
     import torch
 
-    state = {n: p.detach().clone() for n, p in learner.trainable()}
+    state = {n: p.detach() for n, p in learner.trainable()}   # saved before the next step changes them: no copy
     with atomic_directory(directory) as tmp:
         torch.save({"identity": identity, "weights": state,
                     "optimizer": learner.optimizer.state_dict() if learner.optimizer is not None else None,
