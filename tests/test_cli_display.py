@@ -226,3 +226,11 @@ def test_a_command_refused_early_leaves_no_log(tmp_path):
             raise KeyboardInterrupt
     log = next((tmp_path / "logs").glob("run-*.log")).read_text()
     assert "first" in log and "[1/2] A · learn" in log
+
+
+def test_run_summary_counts_one_stream_entry_in_the_singular(capsys):
+    from agent.commands.run import _render
+
+    _render({"processed": 1, "seconds": 3.2, "attempted": 0, "proved": 0, "checked_by": [], "workspace": "/ws",
+             "repos": 1, "metrics": {}})
+    assert "done: 1 stream entry in 3 s" in " ".join(capsys.readouterr().out.split())

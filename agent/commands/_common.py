@@ -46,9 +46,14 @@ def format_metrics(values: dict[str, Any] | None) -> str:
     return ", ".join(shown) or "not enough data yet"
 
 
+def count(n: int, one: str, many: str) -> str:
+    """"1 stream entry", "2 stream entries"."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def repositories(n: int) -> str:
     """"1 repository", "2 repositories": the count the CLI prints most."""
-    return f"{n} repositor{'y' if n == 1 else 'ies'}"
+    return count(n, "repository", "repositories")
 
 
 def width() -> int:

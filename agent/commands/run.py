@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 
-from agent.commands._common import emit, format_metrics, json_option, repositories, workspace_root
+from agent.commands._common import count, emit, format_metrics, json_option, repositories, workspace_root
 from agent.commands.progress import format_seconds
 from agent.workspace import Workspace
 from common.errors import InputError, LifeleanError
@@ -226,8 +226,8 @@ def _render(summary: dict[str, Any]) -> None:
         console.print(f"nothing to do: every step of the stream's {summary['repos']} entries is done; add a "
                       f"repository with `lifelean -w {summary['workspace']} add SOURCE` (or `run SOURCES`)")
     else:
-        console.print(f"[bold green]done[/bold green]: {summary['processed']} stream entries in "
-                      f"{summary['seconds']:.0f} s")
+        entries = count(summary["processed"], "stream entry", "stream entries")
+        console.print(f"[bold green]done[/bold green]: {entries} in {summary['seconds']:.0f} s")
     console.print(f"open theorems attempted by the loop's prove step: {summary['attempted']}; "
                   f"proved {summary['proved']} "
                   f"(checked by {', '.join(summary['checked_by']) or '-'}; 'replay' = the recorded Lean trace, "
