@@ -84,6 +84,39 @@ def test_retrieve_ranks_and_respects_accessibility(store: PremiseStore) -> None:
     assert [p.id for p in where.retrieve(state, 3, accessible={"Nat.add_comm", "Nat.mul_comm"})] == [p.id for p in only]
 
 
+class _CallLog:
+    """The real chroma collection, with the name of every method called on it logged."""
+
+    def __init__(self, real, calls: list[str]):
+        self._real, self._calls = real, calls
+
+    def __getattr__(self, name):
+        attr = getattr(self._real, name)
+        if not callable(attr):
+            return attr
+
+        def logged(*args, **kwargs):
+            self._calls.append(name)
+            return attr(*args, **kwargs)
+        return logged
+
+
+def test_a_query_is_one_chroma_search_and_the_collection_is_never_counted(store: PremiseStore, tmp_path,
+                                                                           encoder) -> None:
+    """Counting a chroma collection scans its SQLite table (the largest part of a query at 100k premises,
+    bench/scale.py), and the search needs no count: fewer rows than asked means it is exhausted."""
+    store.add_repo(_repo("lib", "c1", BASE))
+    state = "α : Type\nas bs : List α\n⊢ (as ++ bs).length = as.length + bs.length"
+    calls: list[str] = []
+    store.collection = _CallLog(store.collection, calls)
+    got = store.retrieve(state, 3, accessible={"Nat.add_comm", "List.length_append"})
+    assert [p.full_name for p in got] == ["List.length_append", "Nat.add_comm"]   # the only two accessible
+    assert calls == ["query"]
+    empty = PremiseStore(tmp_path / "empty", encoder)
+    empty.collection = _CallLog(empty.collection, calls := [])
+    assert empty.retrieve(state, 3) == [] and calls == ["query"]
+
+
 def test_same_name_in_two_repos_is_returned_once(store: PremiseStore) -> None:
     store.add_repo(_repo("a", "c1", BASE))
     store.add_repo(_repo("b", "c1", BASE))
