@@ -24,10 +24,10 @@ resident memory is that process's); seconds per repository are training only.
     python bench/forgetting.py --strategies "replay+distill/mined_negatives=0/min_steps=0,joint"
 
 A row spec is `strategies[/key=value...]`: `+` composes strategies, and `key=value` overrides a LearningConfig
-field for that row only (e.g. `replay+distill/temperature=0.2`). `query=state` trains and scores the row with
-the bare proof state as the query, without its theorem's file (memory/embedder.py `query_text`): the default
-rows `replay+distill/query=state` and `joint/query=state` show what the file in the query brings (their FWT is
-against the untrained encoder with the same query form).
+field for that row only (e.g. `replay+distill/temperature=0.2`). `query=file` trains and scores the row with
+the proof state and its theorem's file as the query, without the theorem's name, and `query=state` with the
+bare state (memory/embedder.py `query_of`): the default rows `merge/query=file` and `joint/query=file`
+show what the name in the query brings (their FWT is against the untrained encoder with the same query form).
 
 **`--model generator`**: the same comparison for the tactic generator, on tactic@1 / tactic@8
 (agent/evaluation/tactics.py: the recorded tactic among the generator's top-k suggestions for the recorded state,
@@ -77,10 +77,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from memory.embedder import QUERY_FORMS  # noqa: E402  (numpy only; the models load in the rows)
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "leandojo_b4_sample"
 STRATEGIES = ["frozen", "naive", "replay", "ewc", "distill", "adapters", "merge", "replay+distill", "joint", "joint+",
-              "replay+distill/query=state", "joint/query=state"]
+              "merge/query=file", "joint/query=file"]
 EVAL_SPLITS = ("val", "test")
+JOINT_ROWS = ("joint", "joint+")   # one name each: "joint+" is not "joint" composed with another strategy
 PLAIN = {"mined_negatives": 0, "min_steps": 0, "epochs": 1}   # the issue's joint baseline: plain 1-epoch InfoNCE
 
 
@@ -106,8 +109,8 @@ def load_stream(data: Path, n: int | None) -> tuple[list[Any], list[Any]]:
 
 def parse_spec(spec: str) -> tuple[list[str], dict[str, Any]]:
     """`replay+distill/lr=1e-4` -> (["replay", "distill"], {"lr": 1e-4}); values typed like the config field.
-    `query=state` (not a LearningConfig field) embeds the bare state as the query, without its theorem's file
-    (memory/embedder.py `query_text`), for training and scoring alike."""
+    `query=file|state` (not a LearningConfig field) embeds the state with its theorem's file only, or the bare
+    state, as the query (memory/embedder.py `query_of`), for training and scoring alike."""
     from agent.learn.config import LearningConfig
 
     head, *overrides = spec.split("/")
@@ -116,28 +119,28 @@ def parse_spec(spec: str) -> tuple[list[str], dict[str, Any]]:
     for item in overrides:
         key, _, value = item.partition("=")
         if key == "query":
-            if value not in ("state", "path"):
-                raise SystemExit(f"query: expected 'state' or 'path', got '{value}' in '{spec}'")
+            if value not in QUERY_FORMS:
+                raise SystemExit(f"query: expected one of {', '.join(QUERY_FORMS)}, got '{value}' in '{spec}'")
             kw[key] = value
             continue
         if key not in types:
             raise SystemExit(f"unknown LearningConfig field '{key}' in '{spec}'")
         t = str(types[key])
         kw[key] = int(value) if t == "int" else float(value) if t == "float" else value
-    return head.split("+"), kw
+    return ([head] if head in JOINT_ROWS else head.split("+")), kw
 
 
 class HeldOut:
     """Every stream repository's held-out tactics (state, positives) per split, with one ranked list each."""
 
-    def __init__(self, stream: list[Any], names: set[str], with_path: bool = True):
+    def __init__(self, stream: list[Any], names: set[str], query: str = "theorem"):
         from agent.evaluation.retrieval import eval_tactics
 
         self.items: list[tuple[int, str, str, set[str]]] = []   # (column, split, query text, positives)
         for j, repo in enumerate(stream):
             for split in EVAL_SPLITS:
                 self.items.extend((j, split, s, p) for s, p in eval_tactics(repo.theorems_in(split), names,
-                                                                            with_path=with_path))
+                                                                            query=query))
         self.T = len(stream)
 
     def rank(self, encoder: Any, index: Any, rows: list[int]) -> list[list[str]]:
@@ -200,20 +203,20 @@ def run_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
     base = Encoder.load(max_length=args["max_length"])
     index = VectorIndex(corpus.names, np.asarray(args["doc_vectors"], dtype=np.float32))
     names, kw = parse_spec(spec)
-    with_path = kw.pop("query", "path") == "path"
-    held = HeldOut(stream, set(corpus.names), with_path)
-    joint = names[0] in ("joint", "joint+")
+    query = kw.pop("query", "theorem")
+    held = HeldOut(stream, set(corpus.names), query)
+    joint = names[0] in JOINT_ROWS
     if joint:
         kw = {**(PLAIN if names[0] == "joint" else {"epochs": args["joint_epochs"], "min_steps": 0}), **kw}
         names = ["naive"]
     config = LearningConfig(**{"strategy": names, **args["overrides"], **kw})
     seed = args["seed"]
-    capped = [cap_examples(training_pairs(r, corpus.index, with_path=with_path), config.max_examples, f"{seed}:{i}")
+    capped = [cap_examples(training_pairs(r, corpus.index, query=query), config.max_examples, f"{seed}:{i}")
               for i, r in enumerate(stream)]
     with tempfile.TemporaryDirectory() as tmp:
         bank = MemoryBank(Path(tmp) / "bank", base, seed=seed) if "replay" in names else None
         learner = RetrieverLearner(base, config, corpus, build_strategies(config, replay_source=bank),
-                                   query_paths=with_path)
+                                   query_form=query)
         learner.set_doc_vectors(index.vectors)
         T = len(stream)
         A = np.full((T, T), np.nan)
@@ -237,7 +240,7 @@ def run_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"strategy": spec, "joint": joint, "matrix": A.tolist(), "pooled": pooled, "train_seconds": seconds,
             "steps": steps, "peak_mib": peak_mib, "repos_trained": sum(1 for p in capped if p),
-            "query": "path" if with_path else "state"}
+            "query": query}
 
 
 def summarize(result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
@@ -692,11 +695,11 @@ def main(argv: list[str] | None = None) -> int:
     index = VectorIndex(corpus.names, vectors)
     specs = [s for s in ns.strategies.split(",") if s]
     untrained = {}   # query form -> (baseline row, pooled figures) of the untrained encoder
-    for form in ("path", "state"):
-        if form == "path" or any(parse_spec(s)[1].get("query") == "state" for s in specs):
-            held = HeldOut(stream, set(corpus.names), with_path=form == "path")
+    for form in QUERY_FORMS:
+        if form == "theorem" or any(parse_spec(s)[1].get("query") == form for s in specs):
+            held = HeldOut(stream, set(corpus.names), query=form)
             untrained[form] = held.scores(dict(enumerate(held.rank(base, index, list(range(len(held.items)))))))
-    baseline, base_pooled = untrained["path"]
+    baseline, base_pooled = untrained["theorem"]
     args = {"data": str(ns.data), "repos": ns.repos or None, "max_length": ns.max_length, "seed": ns.seed,
             "threads": ns.threads, "joint_epochs": ns.joint_epochs, "doc_vectors": vectors.tolist(), "overrides": {}}
     results = []
@@ -710,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = next((r for r in rows if r["strategy"] == "joint"), None)
     if ns.json:
         print(json.dumps({"stream": [r.name for r in stream], "baseline": baseline, "baseline_pooled": base_pooled,
-                          "untrained_state_only": untrained.get("state"), "results": results, "summary": rows},
+                          "untrained_by_query": {f: u[1] for f, u in untrained.items()}, "results": results,
+                          "summary": rows},
                          indent=2))
         return 0
     n_val, n_test = base_pooled["val"]["tactics"], base_pooled["test"]["tactics"]
@@ -719,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{defaults.min_steps}, mined_negatives {defaults.mined_negatives}, lr {defaults.lr}, "
           f"τ {defaults.temperature}, max_examples {defaults.max_examples}")
     for form, (_, pooled) in untrained.items():
-        label = "state + theorem file" if form == "path" else "state only (query=state rows)"
+        label = {"theorem": "theorem name + file + state", "file": "theorem file + state (query=file rows)",
+                 "state": "state only (query=state rows)"}[form]
         print(f"untrained MiniLM, query {label}: val R@10 {pooled['val']['recall@10']:.3f} MRR "
               f"{pooled['val']['mrr']:.3f}; test R@10 {pooled['test']['recall@10']:.3f} MRR "
               f"{pooled['test']['mrr']:.3f}")

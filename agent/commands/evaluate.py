@@ -202,7 +202,7 @@ def evaluate(ctx: click.Context, source: str, split: str, split_by_dir: int | No
              as_json: bool) -> None:
     """Score the retriever on SOURCE next to BM25 and the untrained encoder, and the workspace's tactic
     generator (read-only; no lock needed, and nothing is written: no log file either). All three rankers
-    read the same query: each proof state with the file its theorem is in, as the prover asks.
+    read the same query: each proof state with its theorem's name and file, as the prover asks.
 
     Generator: tactic@k is the share of SOURCE's traced tactic steps whose recorded tactic is among the
     generator's top k suggestions for the recorded state (exact up to whitespace; k = 1, 8). `knn` proposes

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from memory.embedder import Encoder, query_text
+from memory.embedder import Encoder, query_of
 
 NUM_RETRIEVED = 100
 
@@ -77,17 +77,16 @@ def store_names(store: Any) -> set[str]:
     return set(store.premise_names())
 
 
-def eval_tactics(theorems: Iterable[Any], names: set[str], with_path: bool = True) -> list[tuple[str, set[str]]]:
+def eval_tactics(theorems: Iterable[Any], names: set[str], query: str = "theorem") -> list[tuple[str, set[str]]]:
     """(query text, positives) of every tactic with at least one positive in the corpus: the query is the
-    state with its theorem's file (`query_text`, as the prover and the learner ask), or the state alone with
-    `with_path=False` (bench/forgetting.py's state-only rows)."""
+    state with its theorem's name and file (`query_text`, as the prover and the learner ask), or what the
+    `query` form keeps of them (bench/forgetting.py's rows)."""
     out = []
     for thm in theorems:
-        path = thm.file_path if with_path else ""
         for tac in thm.tactics:
             pos = {a.full_name for a in tac.annotations if a.full_name in names}
             if pos:
-                out.append((query_text(tac.state_before, path), pos))
+                out.append((query_of(query, tac.state_before, thm.file_path, thm.full_name), pos))
     return out
 
 

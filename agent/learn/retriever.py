@@ -30,7 +30,7 @@ import numpy as np
 
 from agent.learn.config import LearningConfig
 from agent.learn.learner import Learner, _block_of
-from memory.embedder import Encoder, premise_text, query_text
+from memory.embedder import Encoder, premise_text, query_parts, query_text
 
 if TYPE_CHECKING:
     import torch
@@ -98,45 +98,47 @@ class Corpus:
 @dataclass(frozen=True)
 class TrainingPair:
     """One (proof state, positive premise) example; `positives` = all of the tactic's positives (masked as
-    negatives); `path` = the file of the state's theorem ("" = unknown), part of the query text."""
+    negatives); `path` and `theorem` = the file and name of the state's theorem ("" = unknown or left out),
+    part of the query text."""
 
     state: str
     premise: str
     positives: frozenset[str]
     repo: str
     path: str = ""
+    theorem: str = ""
 
     @property
     def query(self) -> str:
         """What the query tower embeds (memory/embedder.py `query_text`)."""
-        return query_text(self.state, self.path)
+        return query_text(self.state, self.path, self.theorem)
 
 
 def training_pairs(repo: "Repository", store_names: set[str] | Sequence[str] | dict[str, int],
-                   splits: Sequence[str] = ("train",), with_path: bool = True) -> list[TrainingPair]:
+                   splits: Sequence[str] = ("train",), query: str = "theorem") -> list[TrainingPair]:
     """One pair per (traced tactic, annotated premise present in the corpus) of `repo`'s theorems in `splits`;
-    `with_path=False` leaves the theorem's file out of the query (bench/forgetting.py's state-only rows)."""
+    `query` = what the query keeps of the theorem (memory/embedder.py `query_parts`: bench/forgetting.py's rows)."""
     names = store_names if isinstance(store_names, (set, dict)) else set(store_names)
     out: list[TrainingPair] = []
     for thm in repo.theorems_in(*splits):
-        path = thm.file_path if with_path else ""
+        path, theorem = query_parts(query, thm.file_path, thm.full_name)
         for tac in thm.tactics:
             pos = tuple(dict.fromkeys(a.full_name for a in tac.annotations if a.full_name in names))
-            out.extend(TrainingPair(tac.state_before, p, frozenset(pos), repo.name, path) for p in pos)
+            out.extend(TrainingPair(tac.state_before, p, frozenset(pos), repo.name, path, theorem) for p in pos)
     return out
 
 
 def pairs_from_items(items: Iterable[Any], names: set[str] | dict[str, int],
-                     with_path: bool = True) -> list[TrainingPair]:
-    """Pairs from memory-bank items (`BankItem` of kind "step"): their state (and theorem file, when the item
-    records it) with each premise in the corpus."""
+                     query: str = "theorem") -> list[TrainingPair]:
+    """Pairs from memory-bank items (`BankItem` of kind "step"): their state, theorem name and file (when the
+    item records it) with each premise in the corpus."""
     out: list[TrainingPair] = []
     for item in items:
         if getattr(item, "kind", "step") != "step":
             continue
         pos = tuple(dict.fromkeys(p for p in item.premises if p in names))
-        path = getattr(item, "path", "") if with_path else ""
-        out.extend(TrainingPair(item.state, p, frozenset(pos), item.repo, path) for p in pos)
+        path, theorem = query_parts(query, getattr(item, "path", ""), getattr(item, "theorem", ""))
+        out.extend(TrainingPair(item.state, p, frozenset(pos), item.repo, path, theorem) for p in pos)
     return out
 
 
@@ -172,9 +174,9 @@ class RetrieverLearner(Learner):
     lora_targets = ["query", "value"]
 
     def __init__(self, base: Encoder, config: LearningConfig, corpus: Corpus,
-                 strategies: Sequence["Strategy"] = (), query: Encoder | None = None, query_paths: bool = True):
+                 strategies: Sequence["Strategy"] = (), query: Encoder | None = None, query_form: str = "theorem"):
         self.base = base
-        self.query_paths = query_paths     # replayed bank items' queries carry their theorem's file
+        self.query_form = query_form       # what replayed bank items' queries keep of their theorem
         self.config = config
         self.corpus = corpus
         self.strategies = list(strategies)
@@ -209,7 +211,7 @@ class RetrieverLearner(Learner):
         return int(cfg.num_hidden_layers) + 1
 
     def examples_from_items(self, items: Sequence[Any]) -> list[TrainingPair]:
-        return pairs_from_items(items, self.corpus.index, with_path=self.query_paths)
+        return pairs_from_items(items, self.corpus.index, query=self.query_form)
 
     # -- forward ------------------------------------------------------------------------------
     def doc_matrix(self) -> "torch.Tensor":

@@ -105,7 +105,7 @@ def encode_once(ctx: LoopContext, theorems: list[Any], query: Any = None) -> Non
     (memory/embedder.py `remember`): the cells then ask retrieval, the kNN generator, the premise context and
     the prover for these states one at a time, and each would otherwise be a forward pass of its own. The
     frozen base encoder keeps them across rows; the query tower is new after every learn step. The query tower
-    reads each state with its theorem's file (`query_text`: retrieval and the premise context), the base
+    reads each state with its theorem's name and file (`query_text`: retrieval and the premise context), the base
     encoder the bare state (the bank's kNN match), and the base serves as query tower before any learning.
 
     The query tower is given the states before each tactic, which every cell ranks premises for; a state
@@ -114,13 +114,14 @@ def encode_once(ctx: LoopContext, theorems: list[Any], query: Any = None) -> Non
     from agent.workspace.memory import base_encoder
     from memory.embedder import query_text
 
-    befores = [(tac.state_before, thm.file_path) for thm in theorems for tac in thm.tactics if tac.state_before]
+    befores = [(tac.state_before, thm.file_path, thm.full_name) for thm in theorems for tac in thm.tactics
+               if tac.state_before]
     states = list(dict.fromkeys(s for thm in theorems for tac in thm.tactics
                                 for s in (tac.state_before, tac.state_after) if s))
     if not states:
         return
     query, base = query or ctx.query_encoder(), base_encoder(ctx.config)
-    queries = list(dict.fromkeys(query_text(s, path) for s, path in befores))
+    queries = list(dict.fromkeys(query_text(s, path, name) for s, path, name in befores))
     if query is base:
         base.encode(queries + states)
     else:

@@ -88,7 +88,7 @@ class PremiseContext:
             if theorem.uid not in self._accessible_cache:
                 self._accessible_cache[theorem.uid] = self.accessible(theorem)
             allowed = self._accessible_cache[theorem.uid]
-        query = query_text(state, theorem.file_path if theorem is not None else "")
+        query = query_text(state, theorem.file_path, theorem.full_name) if theorem is not None else state
         if self.query_encoder is not None:
             vec = self.query_encoder.encode([query])
             found = self.store.retrieve_by_vectors(vec, self.k, accessible=[allowed])[0]
