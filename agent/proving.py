@@ -87,7 +87,7 @@ def worker_spec(ws: Workspace, config: RunConfig, repositories: dict[str, Reposi
         bank_repos=list(bank_repos) if bank_repos is not None else None,
         store_path=ws.chroma_dir, chroma_url=config.memory.chroma_url,
         store_filter=getattr(config.memory, "retrieve_filter", None),
-        base_encoder=base, store_encoder=None, query_encoder=query_encoder)
+        base_encoder=base, store_encoder=None, query_encoder=query_encoder, rerank=config.memory.reranker())
     return WorkerSpec(generator=gen, repositories=repositories, seed=config.seed)
 
 

@@ -133,8 +133,11 @@ def parse_spec(spec: str) -> tuple[list[str], dict[str, Any]]:
 class HeldOut:
     """Every stream repository's held-out tactics (state, positives) per split, with one ranked list each."""
 
-    def __init__(self, stream: list[Any], names: set[str], query: str = "theorem"):
+    def __init__(self, stream: list[Any], names: set[str], query: str = "theorem", rerank: str = "bm25"):
         from agent.evaluation.retrieval import eval_tactics
+        from memory.rerank import reranker
+
+        self.rerank = reranker(rerank)   # as the product ranks ([memory] rerank)
 
         self.items: list[tuple[int, str, str, set[str]]] = []   # (column, split, query text, positives)
         for j, repo in enumerate(stream):
@@ -145,11 +148,13 @@ class HeldOut:
 
     def rank(self, encoder: Any, index: Any, rows: list[int]) -> list[list[str]]:
         from agent.evaluation.retrieval import NUM_RETRIEVED
+        from memory.rerank import retrieve
 
         if not rows:
             return []
-        vectors = encoder.encode([self.items[r][2] for r in rows])
-        return [[h.full_name for h in hits] for hits in index.retrieve_by_vectors(vectors, NUM_RETRIEVED)]
+        queries = [self.items[r][2] for r in rows]
+        found = retrieve(index, encoder.encode(queries), queries, NUM_RETRIEVED, self.rerank)
+        return [[h.full_name for h in hits] for hits in found]
 
     def scores(self, ranked: dict[int, list[str]]) -> tuple[list[float], dict[str, dict[str, float]]]:
         """(Recall@10 per column on val+test, pooled {val, test, all} -> {recall@10, mrr})."""
@@ -201,10 +206,10 @@ def run_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
     stream, repos = load_stream(Path(args["data"]), args["repos"])
     corpus = Corpus.from_repositories(repos)
     base = Encoder.load(max_length=args["max_length"])
-    index = VectorIndex(corpus.names, np.asarray(args["doc_vectors"], dtype=np.float32))
+    index = VectorIndex(corpus.names, np.asarray(args["doc_vectors"], dtype=np.float32), corpus.texts)
     names, kw = parse_spec(spec)
     query = kw.pop("query", "theorem")
-    held = HeldOut(stream, set(corpus.names), query)
+    held = HeldOut(stream, set(corpus.names), query, args["rerank"])
     joint = names[0] in JOINT_ROWS
     if joint:
         kw = {**(PLAIN if names[0] == "joint" else {"epochs": args["joint_epochs"], "min_steps": 0}), **kw}
@@ -673,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
                         "pre-training on the out-of-stream steps")
     parser.add_argument("--gen-input", type=int, default=384, help="generator: prompt bytes scored (left-truncated)")
     parser.add_argument("--max-new", type=int, default=64, help="generator: longest tactic generated, in bytes")
+    parser.add_argument("--rerank", choices=("bm25", "none"), default="bm25",
+                        help="retriever: rank as `[memory] rerank` does (default: the product's BM25 rerank)")
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args(argv)
     ns.threads = ns.threads or (1 if ns.model == "generator" else 2)
@@ -692,16 +699,17 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Corpus.from_repositories(repos)
     base = Encoder.load(max_length=ns.max_length)
     vectors = base.encode(corpus.texts)
-    index = VectorIndex(corpus.names, vectors)
+    index = VectorIndex(corpus.names, vectors, corpus.texts)
     specs = [s for s in ns.strategies.split(",") if s]
     untrained = {}   # query form -> (baseline row, pooled figures) of the untrained encoder
     for form in QUERY_FORMS:
         if form == "theorem" or any(parse_spec(s)[1].get("query") == form for s in specs):
-            held = HeldOut(stream, set(corpus.names), query=form)
+            held = HeldOut(stream, set(corpus.names), query=form, rerank=ns.rerank)
             untrained[form] = held.scores(dict(enumerate(held.rank(base, index, list(range(len(held.items)))))))
     baseline, base_pooled = untrained["theorem"]
     args = {"data": str(ns.data), "repos": ns.repos or None, "max_length": ns.max_length, "seed": ns.seed,
-            "threads": ns.threads, "joint_epochs": ns.joint_epochs, "doc_vectors": vectors.tolist(), "overrides": {}}
+            "threads": ns.threads, "joint_epochs": ns.joint_epochs, "doc_vectors": vectors.tolist(), "overrides": {},
+            "rerank": ns.rerank}
     results = []
     ctx = mp.get_context("spawn")
     for spec in specs:
@@ -712,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [summarize(r, untrained[r["query"]][0]) for r in results]
     ref = next((r for r in rows if r["strategy"] == "joint"), None)
     if ns.json:
-        print(json.dumps({"stream": [r.name for r in stream], "baseline": baseline, "baseline_pooled": base_pooled,
+        print(json.dumps({"stream": [r.name for r in stream], "rerank": ns.rerank, "baseline": baseline, "baseline_pooled": base_pooled,
                           "untrained_by_query": {f: u[1] for f, u in untrained.items()}, "results": results,
                           "summary": rows},
                          indent=2))
@@ -721,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stream: {len(stream)} repositories in curriculum order; held-out tactics: {n_val} val, {n_test} test; "
           f"defaults: strategy {'+'.join(defaults.strategy)}, epochs {defaults.epochs}, min_steps "
           f"{defaults.min_steps}, mined_negatives {defaults.mined_negatives}, lr {defaults.lr}, "
-          f"τ {defaults.temperature}, max_examples {defaults.max_examples}")
+          f"τ {defaults.temperature}, max_examples {defaults.max_examples}; every row ranks "
+          + ("its top 100 reranked with BM25 ([memory] rerank)" if ns.rerank == "bm25" else "densely (--rerank none)"))
     for form, (_, pooled) in untrained.items():
         label = {"theorem": "theorem name + file + state", "file": "theorem file + state (query=file rows)",
                  "state": "state only (query=state rows)"}[form]

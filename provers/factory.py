@@ -38,6 +38,7 @@ class GeneratorSpec:
     base_encoder: Any = None                  # Encoder object for the bank and the store (else loaded by name)
     store_encoder: Any = None                 # the tower premises were embedded with, when not the base encoder
     query_encoder: Any = None                 # fine-tuned query tower for premise retrieval
+    rerank: Any = None                        # memory.rerank.LexicalRerank of the retrieved premises, or None
 
 
 def build_generator(spec: GeneratorSpec, repositories: dict[str, Repository] | None = None):
@@ -59,7 +60,7 @@ def build_generator(spec: GeneratorSpec, repositories: dict[str, Repository] | N
     if query_encoder is not None and store is not None and query_encoder is store.encoder:
         query_encoder = None   # the store embeds queries with the same tower itself
     context = PremiseContext(store, k=cfg.num_premises, budget_bytes=cfg.premise_bytes, query_encoder=query_encoder,
-                             accessible=_accessibility(repositories or {}))
+                             accessible=_accessibility(repositories or {}), rerank=spec.rerank)
     if cfg.generator == "knn":
         from memory.bank import MemoryBank
         from provers.generators.knn import KnnGenerator

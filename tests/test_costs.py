@@ -119,6 +119,24 @@ def test_an_option_newer_than_the_stream_counts_as_recorded_at_its_default():
     assert "micro_batch" not in stream_options(config)["learning"]   # how fast, not what: never recorded
 
 
+def test_a_stream_started_before_the_rerank_keeps_ranking_without_it():
+    """Streams recorded before `[memory] rerank` existed ranked densely: resuming one under the new default would
+    put reranked and dense cells in one matrix, so it is refused unless the workspace says rerank = "none"."""
+    from agent.config import RunConfig
+    from agent.loop.options import changed_options, refuse_changed_options, stream_options
+    from common.errors import InputError
+
+    config = RunConfig()
+    recorded = stream_options(config)
+    del recorded["memory"]["rerank"]
+    assert changed_options(recorded, config) == ["memory.rerank: 'none' -> 'bm25'"]
+    with pytest.raises(InputError, match="memory.rerank: 'none' -> 'bm25'"):
+        refuse_changed_options(recorded, config, "ws")
+    config.memory.rerank = "none"
+    assert changed_options(recorded, config) == []
+    assert changed_options(stream_options(RunConfig()), RunConfig()) == []    # a new stream records bm25
+
+
 def test_an_evaluation_row_embeds_its_states_in_one_pass_and_proves_in_one_pool(added_workspace, monkeypatch):
     import provers.pool
     from agent.loop.driver import prepare_stream

@@ -95,6 +95,9 @@ def test_evaluate_command_prints_retriever_bm25_untrained(run_cli, b4_sample, tm
     for name in ("retriever", "bm25", "untrained"):
         assert set(data[name]) >= {"recall@1", "recall@10", "mrr"} and data[name]["tactics"] > 0
     assert data["retriever"] == data["untrained"]  # no workspace: the retriever is the untrained encoder
+    # both rank as the prover does, the dense top 100 reranked with BM25; `dense` is the encoder alone
+    assert data["rerank"] == "bm25" and data["dense"]["tactics"] == data["retriever"]["tactics"]
+    assert data["dense"]["recall@10"] != data["retriever"]["recall@10"]
 
 
 def test_evaluate_command_user_errors(run_cli, tmp_path):

@@ -74,7 +74,7 @@ def score_generator(ws: Any, config: Any, repos: Sequence[Any], theorems: Sequen
     if not scored:
         return _unavailable(name, "no traced (non-sorry) tactic steps in this split")
     context = PremiseContext(SourcePremises(index, repos), k=cfg.num_premises, budget_bytes=cfg.premise_bytes,
-                             query_encoder=query, accessible=_accessibility(repos))
+                             query_encoder=query, accessible=_accessibility(repos), rerank=config.memory.reranker())
     info: dict[str, Any] = {"generator": name, "available": True}
     if name == "knn":
         if not ws.exists:
@@ -113,8 +113,10 @@ def score_generator(ws: Any, config: Any, repos: Sequence[Any], theorems: Sequen
 
 def evaluate_source(ws: Any, source: str, split: str = "test", split_by_dir: int | None = None,
                     display: Any = None, tactics: bool = True) -> dict[str, Any]:
-    """{"retriever", "bm25", "untrained": {recall@1, recall@10, mrr, tactics}, "generator": {generator, tactic@1,
-    tactic@8, tactic_steps, ...}, "steps": n} on SOURCE's tactics."""
+    """{"retriever", "dense", "untrained", "bm25": {recall@1, recall@10, mrr, tactics}, "generator": {generator,
+    tactic@1, tactic@8, tactic_steps, ...}, "steps": n, "rerank": mode} on SOURCE's tactics. "retriever" and
+    "untrained" rank as the prover retrieves (`[memory] rerank` included); "dense" is the retriever's encoder
+    alone, without the rerank."""
     from agent.config import RunConfig
     from agent.evaluation.retrieval import VectorIndex, bm25_scores, retrieval_scores
     from agent.learn.retriever import Corpus
@@ -142,17 +144,21 @@ def evaluate_source(ws: Any, source: str, split: str = "test", split_by_dir: int
     learned = [e for e in ws.load_state().started() if e.done("learn")] if exists else []
     display.phase(f"embedding {len(corpus)} premises")
     index = VectorIndex.build(corpus.names, corpus.texts, base)   # the frozen document tower, as in the store
+    rerank = config.memory.reranker()
     display.phase(f"scoring the retriever on {len(theorems)} theorems")
-    retriever = retrieval_scores(query, index, theorems)
+    retriever = retrieval_scores(query, index, theorems, rerank=rerank)
+    dense = retrieval_scores(query, index, theorems) if rerank else retriever
     display.phase("scoring BM25")
     bm25 = bm25_scores(corpus.names, corpus.texts, theorems)
     display.phase("scoring the untrained encoder")
-    untrained = retrieval_scores(base, index, theorems)
+    untrained = retrieval_scores(base, index, theorems, rerank=rerank)
     learned_names = list(dict.fromkeys(e.name for e in learned if not e.forgotten))
     generator = (score_generator(ws, config, repos, theorems, index, query, base, learned_names, display)
                  if tactics else _unavailable(config.prover.generator, "not scored (--no-tactics)"))
     return {
         "retriever": retriever,
+        "dense": dense,
+        "rerank": config.memory.rerank,
         "bm25": bm25,
         "untrained": untrained,
         "generator": generator,
@@ -167,11 +173,15 @@ def _render(result: dict[str, Any]) -> None:
 
     echo_wrapped(f"{result['retriever']['tactics']} tactics of split '{result['split']}'; the retriever is the "
                  f"newest checkpoint, after {result['steps']} learned repositor"
-                 f"{'y' if result['steps'] == 1 else 'ies'}")
+                 f"{'y' if result['steps'] == 1 else 'ies'}"
+                 + (", its candidates reranked with BM25 as the prover's are ('dense': without the rerank)"
+                    if result.get("rerank", "none") != "none" else ""))
     click.echo(f"{'':<12}{'Recall@1':>10}{'Recall@10':>11}{'MRR':>8}")
     if result.get("includes_training_theorems"):
         click.echo("note: this split includes training theorems; scores on them are not held-out scores")
-    for name in ("retriever", "untrained", "bm25"):
+    rows = ("retriever", "dense", "untrained", "bm25") if result.get("rerank", "none") != "none" else (
+        "retriever", "untrained", "bm25")
+    for name in rows:
         s = result[name]
         click.echo(f"{name:<12}{s['recall@1']:>10.3f}{s['recall@10']:>11.3f}{s['mrr']:>8.3f}")
     g = result.get("generator") or {}
@@ -201,8 +211,10 @@ def _render(result: dict[str, Any]) -> None:
 def evaluate(ctx: click.Context, source: str, split: str, split_by_dir: int | None, tactics: bool,
              as_json: bool) -> None:
     """Score the retriever on SOURCE next to BM25 and the untrained encoder, and the workspace's tactic
-    generator (read-only; no lock needed, and nothing is written: no log file either). All three rankers
-    read the same query: each proof state with its theorem's name and file, as the prover asks.
+    generator (read-only; no lock needed, and nothing is written: no log file either). Every ranker reads
+    the same query: each proof state with its theorem's name and file, as the prover asks. The retriever
+    and the untrained encoder rank as the prover does, their top 100 reranked with BM25 (`[memory]
+    rerank`); the `dense` row is the retriever's encoder alone.
 
     Generator: tactic@k is the share of SOURCE's traced tactic steps whose recorded tactic is among the
     generator's top k suggestions for the recorded state (exact up to whitespace; k = 1, 8). `knn` proposes

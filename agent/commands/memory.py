@@ -214,17 +214,21 @@ def merged_matches(matches: list[Any]) -> list[dict[str, Any]]:
 @click.pass_context
 def search(ctx: click.Context, text: str, k: int, repo: str | None, as_json: bool) -> None:
     """Premises and bank items nearest to a proof state or any text, with scores and the ids `show` takes.
-    A step and a proof that are the same tactic on the same state are shown once.
+    A step and a proof that are the same tactic on the same state are shown once. Premises come in the
+    order the prover would read them (`[memory] rerank`: the dense top 100 reranked with BM25); their
+    scores are the encoder's cosine similarities.
 
     \b
     Example:
       lifelean -w ~/lifelean-demo memory search "⊢ a + b = b + a" --k 5
       lifelean -w ~/lifelean-demo memory search "IsOpen s" --repo Mathlib/Topology --json
     """
-    _, _, store, bank = _open(ctx, model=True)
+    from memory.rerank import retrieve
+
+    _, config, store, bank = _open(ctx, model=True)
     vector = store.encoder.encode([text])
     repos = [repo] if repo else None
-    premises = store.retrieve_by_vectors(vector, k, repos=repos)[0]
+    premises = retrieve(store, vector, [text], k, config.memory.reranker(), repos=repos)[0]
     items = merged_matches(bank.match(vector[0], 2 * k, repos=repos, kind=None))[:k]
     data = {
         "query": text,

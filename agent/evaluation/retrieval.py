@@ -8,13 +8,13 @@ with no such tactic they are NaN (an empty cell of the accuracy matrix, not a ze
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from memory.embedder import Encoder, query_of
+from memory.rerank import LexicalRerank, bm25_tokens, retrieve
 
 NUM_RETRIEVED = 100
 
@@ -23,23 +23,26 @@ NUM_RETRIEVED = 100
 class Hit:
     full_name: str
     score: float
+    text: str = ""   # the premise text, for the lexical rerank ("" when the index holds no texts)
 
 
 class VectorIndex:
     """Premise vectors held in memory with exact dot-product search: the same `retrieve_by_vectors` as the
     premise store, for corpora given as plain lists (benchmarks, temporary scoring, the loop's evaluation rows).
     Names are unique (a :class:`~agent.learn.retriever.Corpus` keeps one premise per name). Ties rank by
-    position, as a stable sort of every score would."""
+    position, as a stable sort of every score would. `texts` (the premise texts, optional) ride on the hits for
+    the lexical rerank."""
 
     QUERY_CHUNK = 256   # query rows scored per matrix product: bounds the (rows x premises) score block
 
-    def __init__(self, names: Sequence[str], vectors: np.ndarray):
+    def __init__(self, names: Sequence[str], vectors: np.ndarray, texts: Sequence[str] | None = None):
         self.names = list(names)
         self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.texts = list(texts) if texts is not None else [""] * len(self.names)
 
     @classmethod
     def build(cls, names: Sequence[str], texts: Sequence[str], encoder: Encoder) -> "VectorIndex":
-        return cls(names, encoder.encode(list(texts)))
+        return cls(names, encoder.encode(list(texts)), texts)
 
     def premise_names(self) -> set[str]:
         return set(self.names)
@@ -62,11 +65,11 @@ class VectorIndex:
             kth = np.partition(row, len(row) - k)[len(row) - k]
             candidates = np.flatnonzero(row >= kth)
             order = candidates[np.argsort(-row[candidates], kind="stable")][:k]
-            return [Hit(self.names[i], float(row[i])) for i in order]
+            return [Hit(self.names[i], float(row[i]), self.texts[i]) for i in order]
         hits = []
         for i in np.argsort(-row, kind="stable"):
             if allowed is None or self.names[i] in allowed:
-                hits.append(Hit(self.names[i], float(row[i])))
+                hits.append(Hit(self.names[i], float(row[i]), self.texts[i]))
                 if len(hits) == k:
                     break
         return hits
@@ -108,22 +111,15 @@ def ranking_scores(ranked: Sequence[Sequence[str]], positives: Sequence[set[str]
 
 
 def retrieval_scores(query_encoder: Encoder, store: Any, theorems: Iterable[Any], k: Sequence[int] = (1, 10),
-                     num_retrieved: int = NUM_RETRIEVED) -> dict[str, float]:
-    """Score `query_encoder` against the premise vectors of `store` (a PremiseStore or a :class:`VectorIndex`)."""
+                     num_retrieved: int = NUM_RETRIEVED, rerank: LexicalRerank | None = None) -> dict[str, float]:
+    """Score `query_encoder` against the premise vectors of `store` (a PremiseStore or a :class:`VectorIndex`),
+    with `rerank` (memory/rerank.py) re-ordering its candidates as the prover's premise context does."""
     tactics = eval_tactics(theorems, store_names(store))
     if not tactics:
         return ranking_scores([], [], k)
-    vectors = query_encoder.encode([s for s, _ in tactics])
-    hits = store.retrieve_by_vectors(vectors, max(num_retrieved, *k))
+    queries = [s for s, _ in tactics]
+    hits = retrieve(store, query_encoder.encode(queries), queries, max(num_retrieved, *k), rerank)
     return ranking_scores([[h.full_name for h in row] for row in hits], [p for _, p in tactics], k)
-
-
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
-def bm25_tokens(text: str) -> list[str]:
-    """Words (dots and underscores split, lower-cased) and single symbols such as ∀ or →."""
-    return _TOKEN.findall(text.replace(".", " ").replace("_", " ").lower())
 
 
 def bm25_scores(names: Sequence[str], texts: Sequence[str], theorems: Iterable[Any], k: Sequence[int] = (1, 10),

@@ -78,7 +78,7 @@ class LoopContext:
         corpus = self.corpus()
         if self._premise_index is None or self._premise_index[0] is not corpus:
             vectors = corpus.vectors(base_encoder(self.config)).numpy()
-            self._premise_index = (corpus, VectorIndex(corpus.names, vectors))
+            self._premise_index = (corpus, VectorIndex(corpus.names, vectors, corpus.texts))
         return self._premise_index[1]
 
     def query_encoder(self, repo_name: str | None = None) -> Any:

@@ -55,6 +55,7 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
 
     bank_repos = ctx.learned_names(row)
     premises = ctx.premise_index()   # exact search over the live corpus's stored vectors
+    rerank = ctx.config.memory.reranker()   # as the prover's premise context re-orders them
     columns = row_columns(ctx, row)
     cells = {}
     for entry in columns:
@@ -81,7 +82,7 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
             encoder = ctx.query_encoder(repo.name)
             if per_repo:
                 encode_once(ctx, tests, encoder)
-            rec.update(_nan_to_none(retrieval_scores(encoder, premises, tests)))
+            rec.update(_nan_to_none(retrieval_scores(encoder, premises, tests, rerank=rerank)))
             worker = row_worker or _worker(ctx, bank_repos, encoder)
             rec.update(_nan_to_none(tactic_scores(worker.generator, tests, ctx.config.seed)))
             if proofs:

@@ -17,6 +17,10 @@ RESOURCE_OPTIONS = {
     ("curriculum", "strategy"),
 }
 
+# Options that came after streams had started and whose default is not what those streams computed with: a record
+# without the key started with this value (so resuming such a stream with the new default is a change).
+BEFORE_THE_OPTION = {"memory.rerank": "none"}
+
 
 def stream_options(config: RunConfig) -> dict[str, Any]:
     """Every option that changes what a step computes, as plain data."""
@@ -39,9 +43,10 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def changed_options(recorded: dict[str, Any], config: RunConfig) -> list[str]:
     """`key: old -> new` for every option that differs from what the stream was started with. An option the
     record lacks is newer than the stream: it counts as recorded at its default (which keeps the behaviour the
-    stream started with), so only setting it to something else is a change."""
+    stream started with), so only setting it to something else is a change; or, where the default changed what
+    is computed (`BEFORE_THE_OPTION`), at the value the stream started with."""
     old, new = _flat(recorded), _flat(stream_options(config))
-    defaults = _flat(stream_options(RunConfig()))
+    defaults = {**_flat(stream_options(RunConfig())), **BEFORE_THE_OPTION}
     old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 

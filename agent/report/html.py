@@ -380,7 +380,9 @@ def write_report(ws: Workspace) -> Report:
          + _intervals_table(run) + _metrics_table(metrics)),
         ("Retriever against its baselines (Recall@10)",
          "<p>BM25 (Okapi, over the same premise corpus) and the untrained encoder (the baseline row, step −1) "
-         "beside the retriever on each repository's held-out tactics.</p>" + _baselines_table(run, bm25, counts)),
+         "beside the retriever on each repository's held-out tactics. The encoders' rows rank as the prover "
+         "retrieves (<code>[memory] rerank</code>: with <code>bm25</code>, each encoder's top 100 re-ordered by "
+         "reciprocal rank fusion with BM25 among those 100).</p>" + _baselines_table(run, bm25, counts)),
         ("Accuracy matrices",
          "<p>Every matrix shows the same columns (repositories with held-out theorems); n under a column is the "
          "number of held-out items its cells rest on (tactics, tactic steps, theorems). The outlined cell of "

@@ -12,11 +12,13 @@ from typing import Callable, Protocol, Sequence
 
 from curriculum.lean_data import Theorem
 from memory.embedder import query_text
+from memory.rerank import LexicalRerank, retrieve
 
 
 class _Retrieved(Protocol):
     full_name: str
     code: str
+    text: str
 
 
 class _Store(Protocol):
@@ -59,14 +61,16 @@ class PremiseContext:
 
     `query_encoder` (a fine-tuned query tower) embeds the state and `retrieve_by_vectors` scores it against the
     stored premise vectors; otherwise the store embeds the state itself. `accessible(theorem)` gives the set of
-    premise names the theorem may use, or None when unknown (then nothing is filtered).
+    premise names the theorem may use, or None when unknown (then nothing is filtered). `rerank` re-orders the
+    dense candidates before the top k are kept (memory/rerank.py), as evaluation scores retrieval.
     """
 
     def __init__(self, store: _Store | None = None, k: int = 10, budget_bytes: int = 2048,
                  query_encoder=None, accessible: Callable[[Theorem], set[str] | None] | None = None,
-                 repos: Sequence[str] | None = None, cache_size: int = 4096):
+                 repos: Sequence[str] | None = None, cache_size: int = 4096, rerank: LexicalRerank | None = None):
         self.store = store
         self.k = k
+        self.rerank = rerank
         self.budget_bytes = budget_bytes
         self.query_encoder = query_encoder
         self.accessible = accessible
@@ -91,9 +95,12 @@ class PremiseContext:
         query = query_text(state, theorem.file_path, theorem.full_name) if theorem is not None else state
         if self.query_encoder is not None:
             vec = self.query_encoder.encode([query])
-            found = self.store.retrieve_by_vectors(vec, self.k, accessible=[allowed])[0]
+            found = retrieve(self.store, vec, [query], self.k, self.rerank, accessible=[allowed])[0]
         else:
-            found = self.store.retrieve(query, self.k, repos=self.repos, accessible=allowed)
+            fetch = self.rerank.fetch(self.k) if self.rerank else self.k
+            found = self.store.retrieve(query, fetch, repos=self.repos, accessible=allowed)
+            if self.rerank:
+                found = self.rerank.top(query, found, self.k)
         self._cache[key] = found
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
