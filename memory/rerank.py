@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence, TypeVar
 
 import numpy as np
@@ -29,6 +30,12 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 def bm25_tokens(text: str) -> list[str]:
     """Words (dots and underscores split, lower-cased) and single symbols such as ∀ or →."""
     return _TOKEN.findall(text.replace(".", " ").replace("_", " ").lower())
+
+
+@lru_cache(maxsize=1 << 16)
+def _premise_tokens(text: str) -> tuple[str, ...]:
+    """A candidate's tokens: the same premises come back for query after query, so they are split once."""
+    return tuple(bm25_tokens(text)) or ("_",)
 
 
 def fused_order(lexical_scores: Sequence[float]) -> list[int]:
@@ -64,8 +71,10 @@ class LexicalRerank:
             raise ValueError("rerank needs one text per candidate")
         if len(candidates) < 2:
             return list(candidates)
-        bm25 = BM25Okapi([bm25_tokens(t) or ["_"] for t in texts])
-        return [candidates[i] for i in fused_order(bm25.get_scores(bm25_tokens(query)))]
+        bm25 = BM25Okapi([_premise_tokens(t) for t in texts])
+        # A query word in no candidate adds exactly 0 to every score: leaving it out gives the same scores.
+        words = [w for w in bm25_tokens(query) if w in bm25.idf]
+        return [candidates[i] for i in fused_order(bm25.get_scores(words))]
 
     def top(self, query: str, hits: Sequence[Any], k: int) -> list[Any]:
         """The first k of `hits` (premises with a `.text`, dense order) after the rerank."""

@@ -280,6 +280,28 @@ def test_merge_keeps_embeddings_and_scales_deep_layers(short_encoder, repos, cor
     assert not torch.equal(before[last], after[last])
 
 
+def test_merge_does_not_train_what_it_discards(short_encoder, repos, corpus, tmp_path):
+    """λ(0) = 0: the embeddings' update would be undone at the merge, so they get no gradient and no optimizer
+    state (`freeze_discarded`); a checkpoint chains its optimizer to the next learner; with the option off, or a
+    LiNeS scale above 0, the embeddings train as before."""
+    cfg = config(strategy=["merge"])
+    learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    blocks = {learner.layer_index(n) for n, _ in learner.trainable()}
+    assert 0 not in blocks and {1, 6} <= blocks
+    learner.train_repository("Mathlib/Data", few_pairs(repos, corpus, n=4), 0, 1)
+    assert learner.optimizer is not None
+    optimized = {id(p) for g in learner.optimizer.param_groups for p in g["params"]}
+    assert optimized == {id(p) for _, p in learner.trainable()}
+    learner.save(tmp_path / "ck", {"step": 0})
+    again = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))
+    again.load(tmp_path / "ck")
+    assert again.optimizer is not None and again.optimizer.state_dict()["state"]   # the AdamW moments chained
+    for kw in ({"freeze_discarded": False}, {"lines_alpha": 0.1}):
+        other = config(strategy=["merge"], **kw)
+        trained = RetrieverLearner(short_encoder, other, corpus, build_strategies(other))
+        assert 0 in {trained.layer_index(n) for n, _ in trained.trainable()}, kw
+
+
 def test_adapters_leave_base_weights_untouched_and_route_by_repo(short_encoder, repos, corpus):
     cfg = config(strategy=["adapters"], lora_lr=1e-2)
     learner = RetrieverLearner(short_encoder, cfg, corpus, build_strategies(cfg))

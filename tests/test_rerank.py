@@ -22,6 +22,33 @@ def test_fusion_moves_a_strong_lexical_match_up_and_keeps_the_dense_order_on_tie
     assert fused_order([1.0] * 5) == [0, 1, 2, 3, 4]
 
 
+def test_the_rerank_orders_exactly_as_okapi_bm25_over_every_query_word(sample_corpus_texts):
+    """The rerank skips query words no candidate has and splits each premise text once (memory/rerank.py): the
+    fused order must stay the one rank_bm25 gives over the whole query and freshly split texts."""
+    import random
+
+    from rank_bm25 import BM25Okapi
+
+    from memory.rerank import bm25_tokens
+
+    rng = random.Random(0)
+    rerank = LexicalRerank()
+    for _ in range(50):
+        texts = rng.sample(sample_corpus_texts, 100)
+        query = rng.choice(sample_corpus_texts)[:200] + " ⊢ ∀ x, x + 0 = x"
+        scores = BM25Okapi([bm25_tokens(t) or ["_"] for t in texts]).get_scores(bm25_tokens(query))
+        assert rerank.rerank(query, texts, texts) == [texts[i] for i in fused_order(scores)]
+
+
+@pytest.fixture(scope="module")
+def sample_corpus_texts(b4_sample):
+    from curriculum.lean_data import load_corpus
+    from memory.embedder import premise_text
+
+    return [premise_text(p.full_name, p.code, p.path) for pf in load_corpus(b4_sample / "corpus.jsonl")
+            for p in pf.premises]
+
+
 def test_the_rerank_reads_the_premise_texts():
     rerank = LexicalRerank(depth=3)
     candidates = ["Nat.succ_le_iff", "Finset.sum_comm", "List.length_append"]

@@ -59,6 +59,9 @@ class LearningConfig:
     lora_lr: float = option(5e-4, "adapters / generator: learning rate of LoRA parameters")
     lines_alpha: float = option(0.0, "merge: LiNeS scale of the shallowest block (embeddings)")
     lines_beta: float = option(1.0, "merge: LiNeS scale added linearly up to the deepest block (alpha + beta)")
+    freeze_discarded: bool = option(True, "merge: parameters whose LiNeS scale is 0 (the embeddings, by default) "
+                                    "are not trained, since the merge undoes their update; on the bundled example "
+                                    "half the weights, their gradients and optimizer state (design note 24)")
     keep_checkpoints: int = option(2, "checkpoints kept on disk (newest first); older ones are deleted once a newer "
                                    "one is durable (each holds weights and optimizer state, ~270 MB for MiniLM)")
     snapshot_seconds: float = option(10.0, "seconds between mid-repository training snapshots: what a Ctrl-C or a "

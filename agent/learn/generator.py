@@ -91,6 +91,7 @@ class GeneratorLearner(Learner):
         if not isinstance(model, PeftModel) and not any(s.name == "adapters" for s in self.strategies):
             model = get_peft_model(model, lora_config(config, self.lora_targets), adapter_name="default")
         self._model = model
+        self.freeze_discarded()
 
     @property
     def model(self) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from common.atomic import atomic_directory
+from common.heap import trim_heap
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +68,16 @@ class Learner:
 
     def trainable(self) -> list[tuple[str, "torch.nn.Parameter"]]:
         return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def freeze_discarded(self) -> None:
+        """Stop training the parameters a strategy discards the update of (`Strategy.discards`): no gradient,
+        no optimizer state, no copy kept for the merge. Called when the model is built or rebuilt, before the
+        optimizer's parameter names are compared with a checkpoint's."""
+        if not getattr(self.config, "freeze_discarded", False):
+            return
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and any(s.discards(name, self) for s in self.strategies):
+                p.requires_grad_(False)
 
     @staticmethod
     def layer_index(name: str) -> int | None:
@@ -178,6 +189,8 @@ class Learner:
                         torch.nn.utils.clip_grad_norm_([p for _, p in self.trainable()], self.config.grad_clip)
                     self.optimizer.step()
                     losses.append(float(loss.detach()))
+                    del batch, loss, total
+                    trim_heap()   # the batch's activations and graph, freed, else stay resident as fragments
                     batches += 1
                     if on_batch is not None:
                         on_batch(epoch * per_epoch + lo // self.batch_size + 1, epochs * per_epoch, losses[-1])
@@ -244,6 +257,7 @@ class Learner:
         for s in self.strategies:
             if s.name in extra["strategies"]:
                 s.load_state_dict(extra["strategies"][s.name], self)
+        self.freeze_discarded()   # a strategy may have rebuilt the model (adapters)
         if (directory / "model.safetensors").exists():
             missing, unexpected = self.model.load_state_dict(load_file(str(directory / "model.safetensors")),
                                                              strict=False)

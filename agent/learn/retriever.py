@@ -191,6 +191,7 @@ class RetrieverLearner(Learner):
         if query is None:
             for p in self.query.model.parameters():
                 p.requires_grad_(True)
+            self.freeze_discarded()
         if config.activation_checkpointing:
             checkpoint_activations(self.query.model)
 

@@ -19,7 +19,7 @@ RESOURCE_OPTIONS = {
 
 # Options that came after streams had started and whose default is not what those streams computed with: a record
 # without the key started with this value (so resuming such a stream with the new default is a change).
-BEFORE_THE_OPTION = {"memory.rerank": "none"}
+BEFORE_THE_OPTION = {"memory.rerank": "none", "learning.freeze_discarded": False}
 
 
 def stream_options(config: RunConfig) -> dict[str, Any]:

@@ -54,6 +54,11 @@ class Strategy:
     def after_repo(self, ctx: RepoContext) -> None:
         """Called once after the last batch of a repository."""
 
+    def discards(self, name: str, learner: Any) -> bool:
+        """True for a parameter whose trained update this strategy throws away (`merge` at scale 0): the
+        learner need not train it (`[learning] freeze_discarded`)."""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         """What must survive a restart (tensors allowed; saved with torch.save)."""
         return {}

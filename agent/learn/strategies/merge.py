@@ -31,6 +31,14 @@ class Merge(Strategy):
         super().__init__(config)
         self.before: dict[str, torch.Tensor] = {}
 
+    def discards(self, name: str, learner: Any) -> bool:
+        """The merge undoes the update of a parameter whose scale is 0 (λ(0) = α = 0: the embeddings), so
+        training it moves the other weights' trajectory for nothing kept; `[learning] freeze_discarded` freezes it."""
+        if "lora_A" in name:
+            return False
+        return lines_scale(learner.layer_index(name), learner.num_blocks,
+                           self.config.lines_alpha, self.config.lines_beta) == 0.0
+
     def before_repo(self, ctx: RepoContext) -> None:
         self.before = {n: p.detach().clone() for n, p in ctx.learner.trainable()}
 
