@@ -53,17 +53,11 @@ class LoopContext:
         """Premises of every live repository: the candidates of training (one object per set of entries). Its
         frozen document vectors are the premise store's own, so training scores against exactly the vectors
         retrieval searches and nothing is embedded again (costs that grow with the new repository only)."""
-        from agent.learn.retriever import Corpus
-
-        from agent.workspace.memory import base_encoder, open_store
+        from agent.workspace.memory import load_corpus
 
         keys = tuple(sorted(e.key for e in self.state.live()))
-        if self._corpus is None or self._corpus[0] != keys:
-            corpus = Corpus.from_repositories(self.repository(k) for k in keys)
-            stored = open_store(self.ws, self.config).embeddings(corpus.ids)   # embedded once, at `add`
-            if stored is not None:
-                corpus.set_vectors(base_encoder(self.config), stored)
-            self._corpus = (keys, corpus)
+        if self._corpus is None or self._corpus[0] != keys:   # embedded once, at `add`; read from its files
+            self._corpus = (keys, load_corpus(self.ws, self.config, keys, self.repository))
         return self._corpus[1]
 
     def premise_index(self) -> Any:

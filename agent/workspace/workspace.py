@@ -79,8 +79,16 @@ class Workspace:
         return self.root / "reports"
 
     def repo_data_path(self, key: str) -> Path:
+        return self.repos_dir / f"{self._key_slug(key)}.json.zst"
+
+    def premise_vectors_path(self, key: str) -> Path:
+        """The stored premise vectors of entry `key` for bulk reads (memory/premise_vectors.py)."""
+        return self.root / "premise_vectors" / f"{self._key_slug(key)}.npz"
+
+    @staticmethod
+    def _key_slug(key: str) -> str:
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:60]
-        return self.repos_dir / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.json.zst"
+        return f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
     # -- life cycle -------------------------------------------------------------------------
     @property
