@@ -129,7 +129,7 @@ def load_corpus(ws: Workspace, config: RunConfig, keys: Sequence[str], repositor
     """The training corpus of entries `keys` with its stored vectors (agent/learn/retriever.py `Corpus`): each
     entry's premise table from its file where the file matches the import, else from the imported repository
     (`repository(key)`) and the premise store. Without a stored vector for some premise, the corpus comes without
-    vectors (they are then embedded). At 10k premises the files took the load from 2.7 s to 0.3 s (design note 25)."""
+    vectors (they are then embedded). At 10k premises the files took the load from 2.4-3.0 s to 0.2 s (design note 25)."""
     from agent.learn.retriever import Corpus
     from memory.premise_vectors import read_table
 

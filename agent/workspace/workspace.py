@@ -82,7 +82,7 @@ class Workspace:
         return self.repos_dir / f"{self._key_slug(key)}.json.zst"
 
     def premise_vectors_path(self, key: str) -> Path:
-        """The stored premise vectors of entry `key` for bulk reads (memory/premise_vectors.py)."""
+        """Entry `key`'s premise table with its stored vectors, for bulk reads (memory/premise_vectors.py)."""
         return self.root / "premise_vectors" / f"{self._key_slug(key)}.npz"
 
     @staticmethod
