@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 
 import pytest
@@ -64,6 +65,24 @@ def test_jsonl_reader_names_any_corrupt_line_but_the_last(tmp_path, middle, why)
         iter_jsonl_tolerant(log)
     log.write_bytes(b'  {"a": 1}  \n\n{"a": "\xc3\xa9"}\n{"a": "\xc3')
     assert iter_jsonl_tolerant(log) == [{"a": 1}, {"a": "é"}]
+
+
+def test_jsonl_reader_reads_what_the_standard_parser_reads_where_orjson_refuses(tmp_path):
+    """Lines are parsed by orjson, which refuses some of what `json.dumps` writes (NaN, Infinity) and what
+    json.loads accepts (lone surrogates, non-JSON whitespace around a record), and reads integers past 64 bits
+    as floats: those lines must come back as json.loads reads them, not as corruption or floats."""
+    records = [{"recall@10": math.nan}, {"mrr": math.inf, "x": -math.inf}, {"big": 2**70, "neg": -2**63 - 1},
+               {"ok": [1, 2.5, None, True, "é"]}]
+    log = tmp_path / "metrics.jsonl"
+    for r in records:
+        append_jsonl(log, r)
+    with open(log, "ab") as f:
+        f.write(b'{"s": "\\ud800"}\n' + "\u00a0{\"nbsp\": 1}\u00a0\n\u00a0\n".encode())
+    expected = [json.loads(line.strip()) for line in log.read_text(encoding="utf-8").split("\n") if line.strip()]
+    got = iter_jsonl_tolerant(log)
+    assert len(got) == len(expected) == 6 and got[-1] == {"nbsp": 1}
+    assert json.dumps(got) == json.dumps(expected)     # NaN == NaN as text
+    assert got[2] == {"big": 2**70, "neg": -2**63 - 1} and got[4]["s"] == "\ud800"
 
 
 def test_keep_checkpoints_below_what_resuming_needs_is_refused(tmp_path):
