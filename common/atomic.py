@@ -95,6 +95,7 @@ def append_jsonl(path: str | os.PathLike[str], record: Any) -> None:
 
 
 _DECODER = json.JSONDecoder()
+_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))   # a bytes.translate table
 
 
 def _parse_standard(raw: bytes) -> tuple[bool, Any]:
@@ -119,8 +120,6 @@ def iter_jsonl_tolerant(path: str | os.PathLike[str]) -> list[Any]:
     lone surrogates) and a line with a run of 19 digits (orjson reads an integer past 64 bits as a float) are
     read by the standard parser, so the result is json's.
     """
-    import re
-
     import orjson
 
     p = Path(path)
@@ -130,13 +129,13 @@ def iter_jsonl_tolerant(path: str | os.PathLike[str]) -> list[Any]:
     torn_tail = not data.endswith(b"\n")
     lines = data.split(b"\n")
     loads = orjson.loads
-    long_digits = re.compile(rb"\d{19}")
-    any_long = long_digits.search(data) is not None
+    long_run = b"0" * 19          # every digit is "0" after the translation (one C pass; a regex took 5x longer)
+    any_long = long_run in data.translate(_DIGITS_AS_ZERO)
     out = []
     for number, raw in enumerate(lines, start=1):
         if not raw or raw.isspace():
             continue
-        if not (any_long and long_digits.search(raw)):
+        if not (any_long and long_run in raw.translate(_DIGITS_AS_ZERO)):
             try:
                 out.append(loads(raw))
                 continue

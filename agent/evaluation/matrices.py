@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -40,21 +40,23 @@ class RunMatrices:
         return len(self.repos)
 
 
-def _numbers(values: list[Any]) -> np.ndarray:
-    """JSON numbers as floats, anything else (None, a bool, a string) as NaN."""
-    return np.array([v if type(v) in (int, float) else math.nan for v in values], dtype=float)
+def _scores(records: Iterable[dict[str, Any]], score: str) -> np.ndarray:
+    """Each record's `score` as a float: a JSON number as itself, anything else (None, a bool, a string) NaN."""
+    return np.array([v if type(v := r.get(score)) in (int, float) else math.nan for r in records], dtype=float)
 
 
-def read_matrices(ws: Workspace, state: WorkspaceState | None = None) -> RunMatrices:
-    """Build the accuracy matrices of every score from metrics.jsonl (layout in the module docstring)."""
+def read_matrices(ws: Workspace, state: WorkspaceState | None = None,
+                  scores: Sequence[str] = SCORES) -> RunMatrices:
+    """Build the accuracy matrices of `scores` (default: every score) from metrics.jsonl (layout in the module
+    docstring)."""
     state = state if state is not None else ws.load_state()
     started = state.started()
     repos = [e.key for e in started]
     col = {key: j for j, key in enumerate(repos)}
     row_of_step = {e.step: j for j, e in enumerate(started)}
     T = len(repos)
-    mats = {s: np.full((T, T), math.nan) for s in SCORES}
-    base = {s: np.full(T, math.nan) for s in SCORES}
+    mats = {s: np.full((T, T), math.nan) for s in scores}
+    base = {s: np.full(T, math.nan) for s in scores}
     cells: dict[tuple[int, int], dict[str, Any]] = {}    # (row, column) -> its last record
     base_cells: dict[int, dict[str, Any]] = {}
     # One pass over the log (status reads ~55k records of a 1000-repository run): an eval record has an int
@@ -77,14 +79,14 @@ def read_matrices(ws: Workspace, state: WorkspaceState | None = None) -> RunMatr
         if found:   # one vectorised write per score (status reads ~50k cells of a 1000-repository run)
             keys = np.array(list(found), dtype=np.intp)
             at = tuple(keys.T) if keys.ndim == 2 else keys
-            for s in SCORES:
-                target[s][at] = _numbers([r.get(s) for r in found.values()])
+            for s in scores:
+                target[s][at] = _scores(found.values(), s)
     # A row exists once its entry's evaluate step is done; rows of entries still in flight stay NaN.
     for e in started:
         if not e.done("evaluate"):
-            for s in SCORES:
+            for s in scores:
                 mats[s][row_of_step[e.step], :] = math.nan
-    baselines = {s: (base[s] if has_base and not np.all(np.isnan(base[s])) else None) for s in SCORES}
+    baselines = {s: (base[s] if has_base and not np.all(np.isnan(base[s])) else None) for s in scores}
     return RunMatrices(repos=repos, names={e.key: e.name for e in started}, matrices=mats, baselines=baselines)
 
 
@@ -116,7 +118,7 @@ def workspace_metrics(ws: Workspace, state: WorkspaceState | None = None) -> dic
     The same dict is printed by ``metrics --json``, shown by ``status`` and rendered in the report.
     A score with no evaluated step is None.
     """
-    return metrics_of(read_matrices(ws, state))
+    return metrics_of(read_matrices(ws, state, HEADLINE))
 
 
 def proof_records(ws: Workspace) -> list[dict[str, Any]]:
