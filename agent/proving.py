@@ -7,7 +7,7 @@ states and any proof found for them never reach the bank, replay or training.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from agent.config import RunConfig
 from agent.workspace import Workspace
@@ -16,6 +16,10 @@ from curriculum.lean_data import Repository, Theorem
 from provers.factory import GeneratorSpec
 from provers.pool import ProverWorker, WorkerSpec, prove_many
 from provers.search import ProofResult
+
+if TYPE_CHECKING:
+    from memory.bank import MemoryBank
+    from memory.premise_store import PremiseStore
 
 
 def proof_record(result: ProofResult, step: int | None = None, key: str | None = None,
@@ -53,12 +57,16 @@ def bankable_records(repo: Repository, records: Sequence[dict[str, Any]]) -> lis
     return [r for r in records if r.get("proved") and r.get("uid") in open_uids]
 
 
-def remember_proofs(ws: Workspace, config: RunConfig, repo: Repository, records: Sequence[dict[str, Any]]) -> int:
-    """Add the proved records' steps to the workspace bank; returns how many items were new."""
+def remember_proofs(ws: Workspace, config: RunConfig, repo: Repository, records: Sequence[dict[str, Any]],
+                    bank: MemoryBank | None = None) -> int:
+    """Add the proved records' steps to the workspace bank (`bank` when the caller has it open); returns how many
+    items were new."""
     from agent.workspace.memory import open_bank
 
     items = [it for rec in records for it in bank_items(repo, rec)]
-    return open_bank(ws, config).add(items) if items else 0
+    if not items:
+        return 0
+    return (bank if bank is not None else open_bank(ws, config)).add(items)
 
 
 def open_theorems(repo: Repository) -> list[Theorem]:
@@ -75,8 +83,10 @@ def held_out_theorems(repo: Repository) -> list[Theorem]:
 
 
 def worker_spec(ws: Workspace, config: RunConfig, repositories: dict[str, Repository], query_encoder=None,
-                bank_repos: Sequence[str] | None = None) -> WorkerSpec:
-    """The recipe every prover worker builds itself from: this workspace's store, bank and encoders."""
+                bank_repos: Sequence[str] | None = None, bank: MemoryBank | None = None,
+                store: PremiseStore | None = None) -> WorkerSpec:
+    """The recipe every prover worker builds itself from: this workspace's store, bank and encoders. `bank` and
+    `store`, when the caller has them open, are used by a worker in this process instead of opening them again."""
     from agent.workspace.memory import base_encoder
 
     base = base_encoder(config)
@@ -87,7 +97,8 @@ def worker_spec(ws: Workspace, config: RunConfig, repositories: dict[str, Reposi
         bank_repos=list(bank_repos) if bank_repos is not None else None,
         store_path=ws.chroma_dir, chroma_url=config.memory.chroma_url,
         store_filter=getattr(config.memory, "retrieve_filter", None),
-        base_encoder=base, store_encoder=None, query_encoder=query_encoder, rerank=config.memory.reranker())
+        base_encoder=base, store_encoder=None, query_encoder=query_encoder, rerank=config.memory.reranker(),
+        open_bank=bank, open_store=store)
     return WorkerSpec(generator=gen, repositories=repositories, seed=config.seed)
 
 
@@ -96,16 +107,18 @@ def prove_theorems(ws: Workspace, config: RunConfig, repo: Repository, theorems:
                    workers: int | None = None, step: int | None = None, key: str | None = None,
                    bank_repos: Sequence[str] | None = None, record: bool = True, purpose: str = "prove",
                    ray_address: str | None = None, repositories: dict[str, Repository] | None = None,
-                   worker: ProverWorker | None = None) -> list[ProofResult]:
+                   worker: ProverWorker | None = None, bank: MemoryBank | None = None,
+                   store: PremiseStore | None = None) -> list[ProofResult]:
     """Prove `theorems` of `repo`; append each result to proofs.jsonl as it finishes (unless `record` is False).
     Returns results in the order of `theorems`.
 
     `repositories` (name -> Repository) adds other repositories for accessibility; `repo` is always included.
-    `worker` reuses an already built single-process prover (its store, bank and generator) across calls.
+    `worker` reuses an already built single-process prover (its store, bank and generator) across calls;
+    `bank` and `store` are the caller's open ones, for a prover built in this process.
     """
     repos = dict(repositories or {})
     repos[repo.name] = repo
-    spec = worker_spec(ws, config, repos, query_encoder=query_encoder, bank_repos=bank_repos)
+    spec = worker_spec(ws, config, repos, query_encoder=query_encoder, bank_repos=bank_repos, bank=bank, store=store)
     n = config.prover.workers if workers is None else workers
     address = ray_address if ray_address is not None else config.prover.ray_address
     results: dict[str, ProofResult] = {}

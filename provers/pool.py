@@ -18,6 +18,7 @@ line naming the missing path otherwise.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -52,6 +53,10 @@ class WorkerSpec:
     @property
     def config(self) -> ProverConfig:
         return self.generator.config
+
+    def portable(self) -> "WorkerSpec":
+        """What is shipped to a process or Ray worker: the recipe without this process's open bank and store."""
+        return dataclasses.replace(self, generator=self.generator.portable())
 
 
 class ProverWorker:
@@ -148,7 +153,8 @@ def _stop_executor(executor: ProcessPoolExecutor, preexisting: set) -> None:
 def _run_processes(tasks: Sequence[Task], spec: WorkerSpec, workers: int) -> Iterator[ProofResult]:
     ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
     preexisting = set(multiprocessing.active_children())
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process, initargs=(spec,))
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process,
+                                   initargs=(spec.portable(),))
     pending: set[Future] = set()
     try:
         pending = {executor.submit(_prove_in_process, repo, thm) for repo, thm in tasks}
@@ -219,7 +225,7 @@ def _run_ray(tasks: Sequence[Task], spec: WorkerSpec, workers: int, address: str
     try:
         gpus = gpus_per_actor(spec.config, float(ray.cluster_resources().get("GPU", 0)))
         actor_cls = ray.remote(num_cpus=1, num_gpus=gpus)(_RayWorker)
-        spec_ref = ray.put(spec)   # serialised once, not once per actor
+        spec_ref = ray.put(spec.portable())   # serialised once, not once per actor
         actors = [actor_cls.remote(spec_ref) for _ in range(workers)]
         for problem in ray.get([a.problem.remote() for a in actors]):
             if problem:

@@ -329,3 +329,41 @@ def test_a_long_learn_step_does_not_creep_up_in_resident_memory(b4_sample):
     after = [int(x) for x in out.stdout.split()]
     assert len(after) == 12
     assert max(after[3:]) - after[2] < 40, after   # MB; untrimmed, these 12 batches crept by 160
+
+
+def test_a_run_opens_the_bank_and_the_premise_store_once_for_all_its_steps(added_workspace, tmp_path, monkeypatch):
+    """Opening a bank reads its whole item index and a fresh chroma client loads the collection's HNSW index:
+    both grow with everything stored, so a step of a fixed-size repository that opened its own grew with the
+    stream (issue 11: the bank step 2.07x from 10k to 100k premises). One run, every step (index, replay,
+    the prover, the bank step, the evaluation's prover) shares one of each, and the provers search with it."""
+    import json
+    import shutil
+
+    from agent.loop.driver import run_stream
+    from agent.workspace import Workspace
+    from memory.bank import MemoryBank
+    from memory.premise_store import PremiseStore
+
+    root = tmp_path / "ws"
+    shutil.copytree(added_workspace, root)
+    (root / "lifelean.toml").write_text(lf.FAST_CONFIG.replace('["replay", "distill"]', '["replay"]'))
+    opened: list[str] = []
+    matched: list[int] = []
+    real_match = MemoryBank.match
+    monkeypatch.setattr(MemoryBank, "match", lambda self, *a, **k: (matched.append(id(self)), real_match(self, *a, **k))[1])
+    for cls in (MemoryBank, PremiseStore):
+        real_init = cls.__init__
+
+        def counted(self, *args, _real=real_init, _name=cls.__name__, **kwargs):
+            opened.append(_name)
+            _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counted)
+    ws = Workspace(root)
+    with ws.lock():
+        summary = run_stream(ws)
+    assert summary["repos"] == 2 and not summary["nothing_to_do"]
+    assert sorted(opened) == ["MemoryBank", "PremiseStore"]
+    assert len(matched) > 10 and len(set(matched)) == 1    # the knn provers' suggestions came from that one bank
+    cells = [json.loads(line) for line in ws.metrics_path.read_text().splitlines() if '"eval"' in line]
+    assert len(cells) == 6 and all(c["proof_rate"] is not None for c in cells)   # baseline + 2 rows, 2 columns

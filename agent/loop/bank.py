@@ -18,5 +18,5 @@ def step_bank(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> dict[st
     from agent.proving import bankable_records, remember_proofs
 
     proofs = bankable_records(repo, list(recorded_proofs(ctx, entry).values()))
-    added = remember_proofs(ctx.ws, ctx.config, repo, proofs)
+    added = remember_proofs(ctx.ws, ctx.config, repo, proofs, bank=ctx.bank() if proofs else None)
     return {"stored": added}

@@ -143,7 +143,7 @@ def _prove_row(ctx: LoopContext, work: list[tuple[Repository, list[Any]]], bank_
     config = ctx.proving_config()
     repos = {ctx.repository(e.key).name: ctx.repository(e.key) for e in ctx.columns()}
     spec = worker_spec(ctx.ws, config, repos, query_encoder=query_encoder or ctx.query_encoder(),
-                       bank_repos=bank_repos)
+                       bank_repos=bank_repos, **ctx.prover_memory())
     local = config.prover.workers == 1 and not config.prover.ray_address
     return {(r.repo, r.uid): r for r in prove_many(tasks, spec, workers=config.prover.workers,
                                                    ray_address=config.prover.ray_address,
@@ -155,7 +155,7 @@ def _worker(ctx: LoopContext, bank_repos: list[str], query_encoder: Any) -> Any:
 
     repos = {ctx.repository(e.key).name: ctx.repository(e.key) for e in ctx.columns()}
     return ProverWorker(worker_spec(ctx.ws, ctx.proving_config(), repos, query_encoder=query_encoder,
-                                    bank_repos=bank_repos))
+                                    bank_repos=bank_repos, **ctx.prover_memory()))
 
 
 def due(ctx: LoopContext, entry: StreamEntry) -> bool:

@@ -12,5 +12,6 @@ from curriculum.lean_data import Repository
 def step_index(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> dict[str, Any]:
     from agent.workspace.memory import index_repositories
 
-    result = index_repositories(ctx.ws, ctx.state, [repo], progress=False, config=ctx.config)
+    result = index_repositories(ctx.ws, ctx.state, [repo], progress=False, config=ctx.config, store=ctx.store(),
+                                bank=ctx.bank())
     return result.get(repo.key, {})

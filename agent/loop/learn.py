@@ -43,9 +43,7 @@ def replay_source(ctx: LoopContext, step: int, need_premises: bool = True) -> Al
     """The bank's steps of repositories learned before `step`; the retriever needs steps that name premises."""
     if "replay" not in ctx.config.learning.strategy:
         return None
-    from agent.workspace.memory import open_bank
-
-    return AllowedRepos(open_bank(ctx.ws, ctx.config), ctx.learned_names(step - 1), need_premises)
+    return AllowedRepos(ctx.bank(), ctx.learned_names(step - 1), need_premises)
 
 
 def partial_dir(ctx: LoopContext, step: int, kind: str = "retriever") -> Any:

@@ -36,7 +36,7 @@ def step_prove(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> dict[s
     if todo:
         prove_theorems(ctx.ws, ctx.proving_config(), repo, todo, query_encoder=ctx.query_encoder(repo.name),
                        on_result=on_result, step=entry.step, key=entry.key,
-                       bank_repos=ctx.learned_names(entry.step))
+                       bank_repos=ctx.learned_names(entry.step), **ctx.prover_memory())
     results = recorded_proofs(ctx, entry)
     proved = sum(1 for t in targets if results.get(t.uid, {}).get("proved"))
     return {"attempted": len(targets), "proved": proved}

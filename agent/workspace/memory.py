@@ -60,16 +60,18 @@ def open_bank(ws: Workspace, config: RunConfig | None = None, encoder: Encoder |
 
 def index_repositories(ws: Workspace, state: WorkspaceState, repos: Sequence[Repository],
                        progress: bool = False, config: RunConfig | None = None,
-                       encoder: Encoder | None = None) -> dict[str, dict[str, int]]:
-    """Embed each repository's premises (by diff) and put its traced train proofs in the bank.
+                       encoder: Encoder | None = None, store: PremiseStore | None = None,
+                       bank: MemoryBank | None = None) -> dict[str, dict[str, int]]:
+    """Embed each repository's premises (by diff) and put its traced train proofs in the bank (`store` and
+    `bank`: the caller's open ones, else opened here).
 
     Returns `{repo key: {"premises_embedded", "premises_unchanged", "premises_removed", "bank_items_added"}}`.
     Each entry is marked indexed in `state` (and `state.json` saved) right after its data is durable.
     """
     config = config or ws.config()
     encoder = encoder or base_encoder(config)
-    store = open_store(ws, config, encoder)
-    bank = open_bank(ws, config, encoder)
+    store = store if store is not None else open_store(ws, config, encoder)
+    bank = bank if bank is not None else open_bank(ws, config, encoder)
     out: dict[str, dict[str, int]] = {}
     for repo in repos:
         report = store.add_repo(repo, progress=progress)
