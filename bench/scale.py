@@ -23,7 +23,8 @@ grows). Printed side by side, with growth ratios 10x/1x and 100x/10x:
 After every scale ran, the probe's learn, prove and bank steps are redone `--redo` times (`lifelean resume`
 after marking them undone), interleaved across scales, so that load from other processes falls on every scale
 alike; their medians are printed beside the first run. `--again SAVED.json` does the redos and the measurements
-once more on the workspaces of a `--keep` run; `--table SAVED.json` prints a saved run.
+once more on the workspaces of a `--keep` run, its medians of its own redos only (after a code change: the new
+code's); `--table SAVED.json` prints a saved run.
 
 Then `status` with 1,000 repositories: a workspace with 1,000 tiny repositories registered through the library
 (`register_repositories`), timed as a subprocess (best of 3), right after `add` and after a finished run with
@@ -672,7 +673,8 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=None, help="print the table of a saved --json file and exit")
     parser.add_argument("--again", type=Path, default=None, help="a saved --json file of a --keep run: redo the "
                         "probe steps and the measurements on its workspaces, interleaved across scales, and "
-                        "write the merged numbers back")
+                        "write the numbers back (the redo medians are this invocation's; earlier redos are kept "
+                        "in the file as probe_redo_before)")
     parser.add_argument("--child-cli", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-measure", nargs=3, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -696,6 +698,9 @@ def main() -> None:
         tmp = Path(saved["scales"][0]["workspace"]).parent
         for r in saved["scales"]:
             r["measure_first"] = r["measure"]
+            # Redos of an earlier invocation ran earlier code, perhaps: kept in the file, left out of the medians.
+            r["loop"].setdefault("probe_redo_before", []).append(r["loop"].pop("probe_redo_s", {}))
+            r.setdefault("redo_runs_before", []).append(r.pop("redo_runs", []))
         for k in range(args.redo):
             for r in saved["scales"]:
                 print(f"[{r['scale']:g}x] redo {k + 1}/{args.redo} of the probe's steps; measuring again", flush=True)

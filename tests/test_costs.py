@@ -350,7 +350,8 @@ def test_a_run_opens_the_bank_and_the_premise_store_once_for_all_its_steps(added
     opened: list[str] = []
     matched: list[int] = []
     real_match = MemoryBank.match
-    monkeypatch.setattr(MemoryBank, "match", lambda self, *a, **k: (matched.append(id(self)), real_match(self, *a, **k))[1])
+    monkeypatch.setattr(MemoryBank, "match",
+                        lambda self, *a, **k: (matched.append(id(self)), real_match(self, *a, **k))[1])
     for cls in (MemoryBank, PremiseStore):
         real_init = cls.__init__
 
