@@ -225,9 +225,13 @@ class MemoryBank:
         self._invalidate()
 
     def _invalidate(self) -> None:
-        self._mat: np.ndarray | None = None
+        """Forget every per-row cache (rows were dropped or re-laid out): rebuilt when next needed."""
+        self._mat: np.ndarray | None = None   # rows of `vectors()`, then spare capacity for appended ones
+        self._mat_rows = 0
         self._cols: dict[str, np.ndarray] = {}
+        self._repo_code: dict[str, int] = {}
         self._masks: dict[tuple, np.ndarray] = {}
+        self._appended: list[int] = []
 
     def _manifest_changed(self) -> bool:
         try:
@@ -308,7 +312,12 @@ class MemoryBank:
             self._entries[id_] = _Entry(stored, j, key, nbytes, segment, block.quant, repos[r],
                                         bool(flags[j] & FLAG_STEP), bool(flags[j] & FLAG_PREMISES), digest)
             self._digests[digest] = id_
-        self._invalidate()
+        ids = block.ids.tolist()
+        last = (self._appended[-1:] or self._cols.get("ids", np.zeros(0, np.int64))[-1:].tolist() or [-1])[-1]
+        if self._cols and ids and ids[0] > last:
+            self._appended.extend(ids)   # rows after the last: the caches grow (`_columns`, `vectors`)
+        else:
+            self._invalidate()
 
     def _drop(self, id_: int) -> _Entry | None:
         entry = self._entries.pop(id_, None)
@@ -568,26 +577,37 @@ class MemoryBank:
 
     def _columns(self) -> dict[str, np.ndarray]:
         """Per-row ids, repository codes and flags of all live items in id order (the rows of `vectors()`),
-        from the item index alone: sampling and masks need no vector and no text."""
-        if not self._cols:
-            ids = sorted(self._entries)
-            entries = [self._entries[i] for i in ids]
-            names = sorted({e.repo for e in entries})
-            code = {r: j for j, r in enumerate(names)}
-            self._repo_names = names
-            self._cols = {"ids": np.asarray(ids, dtype=np.int64),
-                          "repo": np.asarray([code[e.repo] for e in entries], dtype=np.int32),
-                          "step": np.asarray([e.step for e in entries], dtype=bool),
-                          "premises": np.asarray([e.premises for e in entries], dtype=bool)}
+        from the item index alone: sampling and masks need no vector and no text. Items added since they
+        were built are appended: a repository's new items cost what they add, not the whole bank."""
+        if not self._cols or self._appended:
+            new = sorted(self._entries) if not self._cols else self._appended
+            entries = [self._entries[i] for i in new]
+            for e in entries:
+                self._repo_code.setdefault(e.repo, len(self._repo_code))
+            cols = {"ids": np.asarray(new, dtype=np.int64),
+                    "repo": np.asarray([self._repo_code[e.repo] for e in entries], dtype=np.int32),
+                    "step": np.asarray([e.step for e in entries], dtype=bool),
+                    "premises": np.asarray([e.premises for e in entries], dtype=bool)}
+            if self._cols:
+                cols = {name: np.concatenate([self._cols[name], cols[name]]) for name in cols}
+            self._cols, self._appended, self._masks = cols, [], {}
         return self._cols
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """`(ids, dequantized vectors)` of all live items, the matrix `match` multiplies with."""
+        """`(ids, dequantized vectors)` of all live items, the matrix `match` multiplies with. Rows added
+        since it was built are copied in after the others (capacity doubles, so appending is amortised
+        O(new rows)); the rows are the same bytes, at the same alignment, as a matrix built afresh."""
         ids = self._columns()["ids"]
-        if self._mat is None:
-            self._mat = (np.stack([self._entries[i].vector for i in ids.tolist()]) if len(ids)
-                         else np.zeros((0, self.encoder.dim), dtype=np.float32))
-        return ids, self._mat
+        n, dim = len(ids), self.encoder.dim
+        if self._mat is None or n > len(self._mat):
+            grown = np.empty((max(n, 2 * self._mat_rows) if self._mat is not None else n, dim), dtype=np.float32)
+            if self._mat is not None:
+                grown[:self._mat_rows] = self._mat[:self._mat_rows]
+            self._mat = grown
+        if self._mat_rows < n:
+            self._mat[self._mat_rows:n] = [self._entries[i].vector for i in ids[self._mat_rows:].tolist()]
+            self._mat_rows = n
+        return ids, self._mat[:n]
 
     def _mask(self, repos: Collection[str] | None, kind: str | None, need_premises: bool = False) -> np.ndarray | None:
         """Boolean filter over `vectors()` rows, vectorised over per-row repository codes and cached until the
@@ -601,7 +621,7 @@ class MemoryBank:
             cols = self._cols
             mask = np.ones(len(cols["ids"]), dtype=bool)
             if repos is not None:
-                wanted = [j for j, r in enumerate(self._repo_names) if r in key[0]]  # type: ignore[operator]
+                wanted = [j for r, j in self._repo_code.items() if r in key[0]]  # type: ignore[operator]
                 mask &= np.isin(cols["repo"], np.asarray(wanted, dtype=np.int32))
             if kind is not None:
                 mask &= cols["step"] if kind == "step" else ~cols["step"]
@@ -668,7 +688,7 @@ class MemoryBank:
         rows = np.arange(len(ids)) if mask is None else np.flatnonzero(mask)
         codes = self._cols["repo"][rows]
         pools: dict[str, list[int]] = {}
-        for j, name in enumerate(self._repo_names):
+        for name, j in sorted(self._repo_code.items()):
             if name == exclude_repo:
                 continue
             mine = ids[rows[codes == j]].tolist()

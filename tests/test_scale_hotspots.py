@@ -18,6 +18,7 @@ import pytest
 
 from agent.evaluation import lifelong as L
 from memory import bank_format
+import memory.bank as bank_module
 from memory.bank import BankItem, MemoryBank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,6 +273,52 @@ def test_match_scores_on_one_blas_thread_with_unchanged_results(tmp_path) -> Non
     assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before
     tie = np.zeros(encoder.dim, dtype=np.float32)                     # every score 0: ties ordered by id
     assert [m.id for m in bank.match(tie, k=5)] == [i for i, _ in _reference_match(known, ids, mat, tie, 5)]
+
+
+def test_a_bank_that_grows_extends_its_match_and_sample_caches_with_the_same_results(tmp_path) -> None:
+    """A repository's new items are appended to the per-row caches (columns, the scoring matrix, masks)
+    instead of rebuilding them from every item; results stay those of a bank opened afresh from disk."""
+    encoder = HashEncoder()
+    bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    bank.add(_stream(600))
+    q = encoder.encode(["x y : ℕ\nh : x ≤ y\n⊢ f x 7 = g y 3  -- R1"])[0]
+    bank.match(q, k=10)
+    bank.sample(5, random.Random(1))
+    rebuilt: list[int] = []
+    decoded: list[int] = []
+    columns, vector = MemoryBank._columns, bank_module._Entry.vector
+
+    def spy_columns(self):
+        if not self._cols:
+            rebuilt.append(len(self._entries))
+        return columns(self)
+
+    def spy_vector(self):
+        decoded.append(1)
+        return vector.fget(self)
+
+    later = [BankItem("step", f"N{i % 3}", f"N.t{i}", f"⊢ new goal {i}", "simp", "no goals",
+                      premises=("Nat.p1",) if i % 2 else ()) for i in range(700)]
+    for batch in (later[:300], later[300:]):
+        bank.add(batch)
+        decoded.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(MemoryBank, "_columns", spy_columns)
+            mp.setattr(bank_module._Entry, "vector", property(spy_vector))
+            got = [(m.id, m.score) for m in bank.match(q, k=10, repos=["R1", "N2"], kind=None)]
+            sampled = bank.sample(40, random.Random(3), exclude_repo="R0", need_premises=True)
+        assert len(decoded) == len(batch)                 # only the new rows entered the matrix
+        fresh = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+        assert got == [(m.id, m.score) for m in fresh.match(q, k=10, repos=["R1", "N2"], kind=None)]
+        assert sampled == fresh.sample(40, random.Random(3), exclude_repo="R0", need_premises=True)
+        assert [(m.id, m.score) for m in bank.match(q, k=50)] == [(m.id, m.score) for m in fresh.match(q, k=50)]
+        assert np.array_equal(bank.vectors()[1], fresh.vectors()[1])
+    assert rebuilt == []
+    bank.forget_repo("N1")                                 # rows dropped: the caches are built afresh
+    fresh = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+    assert [(m.id, m.score) for m in bank.match(q, k=30, kind=None)] == \
+        [(m.id, m.score) for m in fresh.match(q, k=30, kind=None)]
+    assert bank.sample(40, random.Random(4)) == fresh.sample(40, random.Random(4))
 
 
 # -- 3. add encodes each new state once; the codec is the one trained on states in state-hash order -----------
