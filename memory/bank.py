@@ -595,12 +595,13 @@ class MemoryBank:
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """`(ids, dequantized vectors)` of all live items, the matrix `match` multiplies with. Rows added
-        since it was built are copied in after the others (capacity doubles, so appending is amortised
-        O(new rows)); the rows are the same bytes, at the same alignment, as a matrix built afresh."""
+        since it was built are copied in after the others, into spare capacity that grows by a quarter
+        (appending is amortised O(new rows)); the rows are the same values as in a matrix built afresh."""
         ids = self._columns()["ids"]
         n, dim = len(ids), self.encoder.dim
         if self._mat is None or n > len(self._mat):
-            grown = np.empty((max(n, 2 * self._mat_rows) if self._mat is not None else n, dim), dtype=np.float32)
+            rows = max(n, self._mat_rows + self._mat_rows // 4) if self._mat is not None else n
+            grown = np.empty((rows, dim), dtype=np.float32)
             if self._mat is not None:
                 grown[:self._mat_rows] = self._mat[:self._mat_rows]
             self._mat = grown
