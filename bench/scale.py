@@ -22,7 +22,9 @@ grows). Printed side by side, with growth ratios 10x/1x and 100x/10x:
 
 After every scale ran, the probe's learn, prove and bank steps are redone `--redo` times (`lifelean resume`
 after marking them undone), interleaved across scales, so that load from other processes falls on every scale
-alike; their medians are printed beside the first run. `--again SAVED.json` does the redos and the measurements
+alike; their medians are printed beside the first run. Then the probe's prove step runs in a warm process
+(`--child-warm`, on a copy of the workspace): proved once, then timed 3 times, the bank growing by 500
+items before each, as the running loop meets the step. `--again SAVED.json` does the redos and the measurements
 once more on the workspaces of a `--keep` run, its medians of its own redos only (after a code change: the new
 code's); `--table SAVED.json` prints a saved run.
 
@@ -401,6 +403,51 @@ def bench_scale(scale: float, args: argparse.Namespace, tmp: Path) -> dict[str, 
 
 
 REDO = ("learn", "prove", "bank")
+WARM_ROUNDS = 4      # the probe's prove step in one process: the first warms it, the others are timed
+WARM_GROWTH = 500    # bank items added between two rounds, as another repository's bank step adds them
+
+
+def child_warm(ws_root: Path, out_path: Path) -> None:
+    """The probe's prove step as the running loop meets it: in a process that has proved before (bank and
+    store open, matrix built), after the bank grew by another repository's items. Runs on a copy."""
+    sys.path.insert(0, str(ROOT))
+    from agent.loop.driver import prepare_stream
+    from agent.loop.prove import step_prove
+    from agent.workspace import Workspace
+    from memory.bank import BankItem
+
+    ws = Workspace(ws_root)
+    ctx = prepare_stream(ws)
+    entry = next(e for e in ctx.state.started() if e.name == PROBE)
+    repo = ctx.repository(entry.key)
+    bank = ctx.bank()
+    steps = [it for _, it in bank.items(kind="step")][:WARM_GROWTH]
+    seconds = []
+    for r in range(WARM_ROUNDS):
+        kept = [line for line in ws.proofs_path.read_text().splitlines()
+                if not (json.loads(line).get("key") == entry.key and json.loads(line).get("purpose") == "prove")]
+        ws.proofs_path.write_text("".join(line + "\n" for line in kept))
+        t = time.perf_counter()
+        proved = step_prove(ctx, entry, repo)["proved"]
+        seconds.append(time.perf_counter() - t)
+        bank.add([BankItem("step", f"Grown{r}/Repo", it.theorem, f"{it.state}\n-- grown {r}.{j}", it.tactic,
+                           it.next_state, premises=it.premises) for j, it in enumerate(steps)])
+    out_path.write_text(json.dumps({"seconds": seconds, "proved": proved, "bank_items": len(bank)}))
+
+
+def warm_prove(result: dict[str, Any], tmp: Path) -> None:
+    """`child_warm` on a copy of the workspace (it adds items to the bank); its timed rounds are kept."""
+    copy = tmp / f"warm-{result['scale']:g}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(result["workspace"], copy)
+    out = tmp / f"warm-{result['scale']:g}.json"
+    try:
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-warm", str(copy), str(out)],
+                       cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL,
+                       stderr=open(tmp / f"warm-{result['scale']:g}.log", "w"))
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    result["loop"].setdefault("probe_warm_prove_s", []).extend(json.loads(out.read_text())["seconds"][1:])
 
 
 def redo_probe(result: dict[str, Any], tmp: Path, k: int) -> None:
@@ -583,6 +630,8 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, list[float], str]]:
         add(f"probe step {phase} s", lambda r, p=phase: g(r, "loop", "probe_s", p), ".2f")
     for phase in ("learn", "prove"):
         add(f"probe step {phase} s, redone (median)", lambda r, p=phase: probe_median(r, p), ".2f")
+    add("probe step prove s, warm process (median)", lambda r: statistics.median(
+        g(r, "loop", "probe_warm_prove_s", default=[math.nan]) or [math.nan]), ".3f")
     add("probe redos (resume) per scale", lambda r: len(g(r, "redo_runs", default=[])), ".0f")
     add("probe open theorems proved", lambda r: g(r, "loop", "probe_open_proved"), ".0f")
     add("evaluate s per row (evaluated rows)", lambda r: g(r, "loop", "eval_row_s"), ".2f")
@@ -642,6 +691,10 @@ def targets(results: list[dict[str, Any]], status: dict[str, Any] | None) -> lis
             a, b = probe_median(by[10], phase), probe_median(by[100], phase)
             if a and b:
                 out.append(f"probe {phase}: {b / a:.2f}x from 10x to 100x (target <= 1.5x)")
+        warm = [r["loop"].get("probe_warm_prove_s") for r in (by[10], by[100])]
+        if all(warm):
+            out.append(f"probe prove in a warm process: {statistics.median(warm[1]) / statistics.median(warm[0]):.2f}x "
+                       "from 10x to 100x (target <= 1.5x)")
     peak = max(max(r["add"]["peak_rss_mb"], r["run"]["peak_rss_mb"]) for r in results)
     out.append(f"peak RSS {peak / 1024:.2f} GiB (target <= 4 GiB)")
     out.append(f"premise store query p50 at {last['scale']:g}x: {last['measure']['store_k10_p50_ms']:.1f} ms "
@@ -677,11 +730,14 @@ def main() -> None:
                         "in the file as probe_redo_before)")
     parser.add_argument("--child-cli", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-measure", nargs=3, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-warm", nargs=2, type=Path, help=argparse.SUPPRESS)
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_cli:
         rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
         return child_cli(args.child_cli, rest)
+    if args.child_warm:
+        return child_warm(*args.child_warm)
     if args.child_measure:
         ws, data, out = args.child_measure
         return child_measure(ws, data, out, args.queries, args.raw_max)
@@ -701,6 +757,7 @@ def main() -> None:
             # Redos of an earlier invocation ran earlier code, perhaps: kept in the file, left out of the medians.
             r["loop"].setdefault("probe_redo_before", []).append(r["loop"].pop("probe_redo_s", {}))
             r.setdefault("redo_runs_before", []).append(r.pop("redo_runs", []))
+            r["loop"].setdefault("probe_warm_before", []).append(r["loop"].pop("probe_warm_prove_s", []))
         for k in range(args.redo):
             for r in saved["scales"]:
                 print(f"[{r['scale']:g}x] redo {k + 1}/{args.redo} of the probe's steps; measuring again", flush=True)
@@ -708,6 +765,10 @@ def main() -> None:
                 if k == 0:
                     r["measure"] = remeasure(r, args, tmp, k)
                 args.again.write_text(json.dumps(saved, indent=1))
+        for r in saved["scales"]:
+            print(f"[{r['scale']:g}x] the probe's prove step in a warm process", flush=True)
+            warm_prove(r, tmp)
+            args.again.write_text(json.dumps(saved, indent=1))
         print_table(saved["scales"])
         print()
         for line in targets(saved["scales"], saved.get("status")):
@@ -731,6 +792,9 @@ def main() -> None:
                 redo_probe(r, tmp, k)
             if args.json:
                 args.json.write_text(json.dumps({"scales": results, "status": status}, indent=1))
+        for r in results:
+            print(f"[{r['scale']:g}x] the probe's prove step in a warm process", flush=True)
+            warm_prove(r, tmp)
         if results:
             print_table(results)
         print()

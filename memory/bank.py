@@ -122,7 +122,7 @@ class _Stored:
             block.texts = block.frame = None  # the caller's items are what is kept
 
     def item(self, row: int) -> BankItem:
-        """Item `row`: its block's text frame is decompressed once, each item built when first asked for."""
+        """Item `row`: its block's text frame is decompressed once, each item parsed when first asked for."""
         item = self.items[row]
         if item is not None:
             return item
@@ -130,12 +130,12 @@ class _Stored:
             item = self.items[row]
             if item is None:
                 try:
-                    item = self.items[row] = BankItem.from_json(self.block.item_texts()[row])
+                    item = self.items[row] = BankItem.from_json(self.block.item_text(row))
                 except Exception as exc:  # noqa: BLE001 - zstd, JSON or field errors: all mean a damaged block
                     raise WorkspaceError(f"{self.path}: memory bank segment holds a malformed block ({exc!r}); "
                                          "move the bank/ folder away to start the bank afresh") from None
                 if all(it is not None for it in self.items):
-                    self.block.texts = self.block.frame = None  # every item is built: drop dicts and frame
+                    self.block.texts = self.block.frame = self.block.raw = None  # every item is built: drop texts
         return item
 
     def vectors(self) -> np.ndarray:
@@ -595,13 +595,13 @@ class MemoryBank:
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """`(ids, dequantized vectors)` of all live items, the matrix `match` multiplies with. Rows added
-        since it was built are copied in after the others, into spare capacity that grows by a quarter
-        (appending is amortised O(new rows)); the rows are the same values as in a matrix built afresh."""
+        since it was built are written after the others, into spare capacity: the matrix is allocated for
+        twice the rows it holds (pages never written are never resident) and copied only when the bank
+        has doubled, so appending is amortised O(new rows). The rows are those of a matrix built afresh."""
         ids = self._columns()["ids"]
         n, dim = len(ids), self.encoder.dim
         if self._mat is None or n > len(self._mat):
-            rows = max(n, self._mat_rows + self._mat_rows // 4) if self._mat is not None else n
-            grown = np.empty((rows, dim), dtype=np.float32)
+            grown = np.empty((max(2 * n, 1024), dim), dtype=np.float32)
             if self._mat is not None:
                 grown[:self._mat_rows] = self._mat[:self._mat_rows]
             self._mat = grown

@@ -140,11 +140,6 @@ class BlockIndex:
         return self.digests[row * DIGEST_BYTES: (row + 1) * DIGEST_BYTES]
 
 
-def decode_texts(frame: bytes) -> list:
-    """The item dicts of one block's zstd text frame (the one place texts are decompressed)."""
-    return json.loads(zstandard.ZstdDecompressor().decompress(frame))
-
-
 @dataclass
 class Block:
     ids: np.ndarray       # int64 (n,)
@@ -160,15 +155,38 @@ class Block:
     index: BlockIndex | None = None  # per-item repository, flags, digest
     frame: bytes | None = None       # the zstd text frame while `texts` is not decoded
     index_bytes: int = 0             # bytes of the BLOCK3 item index: not charged to the items (see item_bytes)
+    raw: bytes | None = None         # the decompressed text frame, while items are parsed one by one
+
+    def _raw_texts(self) -> bytes:
+        """The text frame decompressed, once (the one place texts are decompressed)."""
+        if self.raw is None:
+            self.raw = zstandard.ZstdDecompressor().decompress(self.frame or b"")
+            self.frame = None
+        return self.raw
+
+    def item_text(self, row: int) -> dict:
+        """One item's dict, parsing only its own JSON: a match wants a few items of many blocks, and
+        parsing all 256 of each block it touches cost more than the match itself in a large bank. The
+        frame is `[item,item,...]` with each item's length in `raw_lens` (:func:`encode_block`)."""
+        if self.texts is not None:
+            return self.texts[row]
+        raw, lens = self._raw_texts(), self.raw_lens
+        if len(raw) != int(lens.sum(dtype=np.int64)) + len(lens) + 1:
+            return self.item_texts()[row]   # not the layout encode_block writes: parse it whole, checked
+        start = 1 + int(lens[:row].sum(dtype=np.int64)) + row
+        text = json.loads(raw[start:start + int(lens[row])])
+        if not isinstance(text, dict):
+            raise ValueError(f"item {row} of the block is not a JSON object")
+        return text
 
     def item_texts(self) -> list[dict]:
         """The item dicts, decompressed on first use (a ValueError if the frame does not hold them)."""
         if self.texts is None:
-            texts = decode_texts(self.frame or b"")
+            texts = json.loads(self._raw_texts())
             if not isinstance(texts, list) or len(texts) != len(self.ids):
                 raise ValueError(f"block holds {len(self.ids)} vectors but "
                                  f"{len(texts) if isinstance(texts, list) else 'no'} texts")
-            self.texts = texts
+            self.texts, self.raw = texts, None
         return self.texts
 
     def item_bytes(self) -> np.ndarray:

@@ -7,6 +7,7 @@ vectorised with results identical to their loops; importing the CLI leaves netwo
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import subprocess
@@ -177,6 +178,35 @@ def test_opening_a_bank_decodes_no_item_text(tmp_path, decompressions) -> None:
     assert list(bank.items()) == sorted(known.items())
     assert list(bank.items(repo="R2", kind="proof")) == [(i, it) for i, it in sorted(known.items())
                                                          if it.repo == "R2" and it.kind == "proof"]
+
+
+def test_a_match_parses_only_the_items_it_returns(tmp_path, monkeypatch) -> None:
+    """Each returned item's own JSON is parsed, not its whole block's: in a large bank the top k come from
+    k different blocks, and parsing 256 items of each cost more than the match."""
+    encoder = HashEncoder()
+    items = _stream(1500)
+    MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40).add(items)
+    known = _expected_items(items)
+    parsed: list[int] = []
+    real = bank_format.json
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def loads(self, data, *args, **kwargs):
+            parsed.append(len(data))
+            return real.loads(data, *args, **kwargs)
+
+    bank = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+    monkeypatch.setattr(bank_format, "json", Counting())
+    q = encoder.encode(["x y : ℕ\nh : x ≤ y\n⊢ f x 11 = g y 2  -- R3"])[0]
+    got = bank.match(q, k=8, kind=None)
+    assert len({bank._entries[m.id].stored for m in got}) >= 4          # results from several blocks
+    assert [m.item for m in got] == [known[m.id] for m in got]
+    returned = sum(len(json.dumps(m.item.to_json(), ensure_ascii=False, separators=(",", ":")).encode()) for m in got)
+    assert len(parsed) == len(got) and sum(parsed) == returned           # was every item of those blocks
+    assert list(bank.items()) == sorted(known.items())                   # the rest still parse, whole or one by one
 
 
 def test_writes_after_a_lazy_open_keep_dedup_eviction_and_forget(tmp_path, decompressions) -> None:
