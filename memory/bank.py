@@ -20,7 +20,7 @@ reader that loses a race with a compaction (a segment gone under it) reads the n
 Opening reads every committed byte (a snapshot: nothing is read from disk afterwards) but decodes only each
 block's item index; an item's text is decompressed when it is first asked for (`get`, a `match` or `sample`
 result, `items`), its block's vectors when `match` or `vectors` first needs them. A bank is opened many times
-per run (~46), so opening must not cost the whole bank's text each time.
+per run's process and by every worker, so opening must not cost the whole bank's text.
 
 A byte budget is kept by per-repository balanced eviction: while over budget, the repository holding the
 most bytes loses the item with the smallest random key. Keeping the largest random keys is reservoir
