@@ -19,8 +19,8 @@ Readers never write: opening, matching and sampling read the committed part of e
 reader that loses a race with a compaction (a segment gone under it) reads the new manifest and starts over.
 Opening reads every committed byte (a snapshot: nothing is read from disk afterwards) but decodes only each
 block's item index; an item's text is decompressed when it is first asked for (`get`, a `match` or `sample`
-result, `items`), its block's vectors when `match` or `vectors` first needs them. A bank is opened many times
-per run's process and by every worker, so opening must not cost the whole bank's text.
+result, `items`), its block's vectors when `match` or `vectors` first needs them. Every process of a run and every
+command that reads the bank opens it, so opening must not cost the whole bank's text.
 
 A byte budget is kept by per-repository balanced eviction: while over budget, the repository holding the
 most bytes loses the item with the smallest random key. Keeping the largest random keys is reservoir
