@@ -403,6 +403,14 @@ def bench_scale(scale: float, args: argparse.Namespace, tmp: Path) -> dict[str, 
 
 
 REDO = ("learn", "prove", "bank")
+
+
+def drop_probe_proofs(proofs: Path, key: str) -> None:
+    """Forget the loop's proof records of entry `key`, so that its prove step runs again from nothing."""
+    if proofs.exists():
+        kept = [line for line in proofs.read_text().splitlines()
+                if not (json.loads(line).get("key") == key and json.loads(line).get("purpose") == "prove")]
+        proofs.write_text("".join(line + "\n" for line in kept))
 WARM_ROUNDS = 4      # the probe's prove step in one process: the first warms it, the others are timed
 WARM_GROWTH = 500    # bank items added between two rounds, as another repository's bank step adds them
 
@@ -424,9 +432,7 @@ def child_warm(ws_root: Path, out_path: Path) -> None:
     steps = [it for _, it in bank.items(kind="step")][:WARM_GROWTH]
     seconds = []
     for r in range(WARM_ROUNDS):
-        kept = [line for line in ws.proofs_path.read_text().splitlines()
-                if not (json.loads(line).get("key") == entry.key and json.loads(line).get("purpose") == "prove")]
-        ws.proofs_path.write_text("".join(line + "\n" for line in kept))
+        drop_probe_proofs(ws.proofs_path, entry.key)
         t = time.perf_counter()
         proved = step_prove(ctx, entry, repo)["proved"]
         seconds.append(time.perf_counter() - t)
@@ -442,9 +448,9 @@ def warm_prove(result: dict[str, Any], tmp: Path) -> None:
     shutil.copytree(result["workspace"], copy)
     out = tmp / f"warm-{result['scale']:g}.json"
     try:
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-warm", str(copy), str(out)],
-                       cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL,
-                       stderr=open(tmp / f"warm-{result['scale']:g}.log", "w"))
+        with open(tmp / f"warm-{result['scale']:g}.log", "w") as log:
+            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child-warm", str(copy), str(out)],
+                           cwd=ROOT, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=log)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
     result["loop"].setdefault("probe_warm_prove_s", []).extend(json.loads(out.read_text())["seconds"][1:])
@@ -464,11 +470,7 @@ def redo_probe(result: dict[str, Any], tmp: Path, k: int) -> None:
     for phase in REDO:
         entry["phases"].pop(phase, None)
     state_path.write_text(json.dumps(state))
-    proofs = ws / "proofs.jsonl"
-    if proofs.exists():
-        kept = [line for line in proofs.read_text().splitlines()
-                if not (json.loads(line).get("key") == key and json.loads(line).get("purpose") == "prove")]
-        proofs.write_text("".join(line + "\n" for line in kept))
+    drop_probe_proofs(ws / "proofs.jsonl", key)
     before = len([1 for line in (ws / "metrics.jsonl").read_text().splitlines() if '"timing"' in line])
     stats = lifelean_timed(ws, ["resume", "--json"], tmp, f"redo-{result['scale']:g}-{k}")
     from common.atomic import iter_jsonl_tolerant

@@ -313,8 +313,8 @@ class MemoryBank:
                                         bool(flags[j] & FLAG_STEP), bool(flags[j] & FLAG_PREMISES), digest)
             self._digests[digest] = id_
         ids = block.ids.tolist()
-        last = (self._appended[-1:] or self._cols.get("ids", np.zeros(0, np.int64))[-1:].tolist() or [-1])[-1]
-        if self._cols and ids and ids[0] > last:
+        rows = self._appended or self._cols.get("ids", ())   # the rows the caches know, in id order
+        if self._cols and ids and (not len(rows) or ids[0] > rows[-1]):
             self._appended.extend(ids)   # rows after the last: the caches grow (`_columns`, `vectors`)
         else:
             self._invalidate()
