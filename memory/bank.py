@@ -44,9 +44,9 @@ import numpy as np
 from common.atomic import atomic_write_bytes, atomic_write_json, read_json
 from common.errors import InputError, WorkspaceError
 from curriculum.lean_data import Repository
-from memory.bank_format import (BLOCK, FAISS_FACTORY, FAISS_QUANT, FLAG_PREMISES, FLAG_STEP, QUANT_CODES, Block,
-                                FaissCodec, SegmentMissing, codec_digest, content_digest, dequantize, encode_block,
-                                encode_tombstone, read_segment)
+from memory.bank_format import (BLOCK, DIGEST_BYTES, FAISS_FACTORY, FAISS_QUANT, FLAG_PREMISES, FLAG_STEP,
+                                QUANT_CODES, Block, FaissCodec, SegmentMissing, codec_digest, content_digest,
+                                dequantize, dequantize_distinct, encode_block, encode_tombstone, read_segment)
 from memory.embedder import Encoder
 
 SCHEMA = 1
@@ -143,8 +143,15 @@ class _Stored:
             self._vectors = dequantize(self.block, self.codecs)
         return self._vectors
 
+    def vectors_of(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of items `rows`, decoded without being kept: the bank's matrix holds them, and a
+        per-block float copy of every vector beside it would double the matrix's memory."""
+        if self._vectors is not None:
+            return self._vectors[rows]
+        return dequantize_distinct(self.block, self.codecs)[self.block.vec_index[rows]]
 
-@dataclass
+
+@dataclass(slots=True)
 class _Entry:
     stored: _Stored
     row: int
@@ -226,8 +233,10 @@ class MemoryBank:
 
     def _invalidate(self) -> None:
         """Forget every per-row cache (rows were dropped or re-laid out): rebuilt when next needed."""
-        self._mat: np.ndarray | None = None   # rows of `vectors()`, then spare capacity for appended ones
-        self._mat_rows = 0
+        self._mats: dict[bool, np.ndarray] = {}   # steps' / other items' vectors, then spare capacity (`_part`)
+        self._mat_rows: dict[bool, int] = {}      # rows of each matrix written so far
+        self._part_rows: dict[bool, np.ndarray] = {}  # each matrix's rows' positions among `_columns()`'s rows
+        self._part_known = 0                      # `_columns()` rows already sorted into the two parts
         self._cols: dict[str, np.ndarray] = {}
         self._repo_code: dict[str, int] = {}
         self._masks: dict[tuple, np.ndarray] = {}
@@ -305,14 +314,16 @@ class MemoryBank:
         index = block.index
         assert index is not None
         stored = _Stored(block, self.path / segment, self._codecs, items)
-        repos, flags = index.repos, index.flags.tolist()
-        for j, (id_, key, nbytes, r) in enumerate(zip(block.ids.tolist(), block.keys.tolist(),
-                                                      block.item_bytes().tolist(), index.repo.tolist())):
-            digest = index.digest(j)
-            self._entries[id_] = _Entry(stored, j, key, nbytes, segment, block.quant, repos[r],
-                                        bool(flags[j] & FLAG_STEP), bool(flags[j] & FLAG_PREMISES), digest)
-            self._digests[digest] = id_
-        ids = block.ids.tolist()
+        ids, names, quant = block.ids.tolist(), index.repos, block.quant
+        raw = index.digests
+        digests = [raw[at:at + DIGEST_BYTES] for at in range(0, len(ids) * DIGEST_BYTES, DIGEST_BYTES)]
+        entries = self._entries   # one pass over plain lists: opening a large bank is this loop, item by item
+        for j, id_, key, nbytes, r, step, premises, digest in zip(
+                range(len(ids)), ids, block.keys.tolist(), block.item_bytes().tolist(), index.repo.tolist(),
+                (index.flags & FLAG_STEP).astype(bool).tolist(), (index.flags & FLAG_PREMISES).astype(bool).tolist(),
+                digests):
+            entries[id_] = _Entry(stored, j, key, nbytes, segment, quant, names[r], step, premises, digest)
+        self._digests.update(zip(digests, ids))
         rows = self._appended or self._cols.get("ids", ())   # the rows the caches know, in id order
         if self._cols and ids and (not len(rows) or ids[0] > rows[-1]):
             self._appended.extend(ids)   # rows after the last: the caches grow (`_columns`, `vectors`)
@@ -593,25 +604,56 @@ class MemoryBank:
             self._cols, self._appended, self._masks = cols, [], {}
         return self._cols
 
+    def _part(self, step: bool) -> tuple[np.ndarray, np.ndarray]:
+        """`(rows, matrix)` of the steps (`step`) or of the other items: their positions among `_columns()`'s
+        rows, and their dequantized vectors. The prover's kNN asks for steps only, so it reads only their
+        rows (about two thirds of a bank of traced proofs). Rows added since the matrix was built are written
+        after the others, into spare capacity: it is allocated for twice the rows it holds (pages never
+        written are never resident) and copied only when the part has doubled, so appending is amortised
+        O(new rows); the new rows are decoded block by block, not item by item."""
+        cols = self._columns()
+        n = len(cols["ids"])
+        if self._part_known < n:
+            span, is_step = np.arange(self._part_known, n), cols["step"][self._part_known:]
+            for part, fresh in ((True, span[is_step]), (False, span[~is_step])):
+                known = self._part_rows.get(part)
+                self._part_rows[part] = fresh if known is None else np.concatenate([known, fresh])
+            self._part_known = n
+        rows, mat, filled = self._part_rows[step], self._mats.get(step), self._mat_rows.get(step, 0)
+        if mat is None or len(rows) > len(mat):
+            grown = np.empty((max(2 * len(rows), 1024), self.encoder.dim), dtype=np.float32)
+            if mat is not None:
+                grown[:filled] = mat[:filled]
+            mat = self._mats[step] = grown
+        if filled < len(rows):
+            self._fill(mat, filled, cols["ids"][rows[filled:]])
+            self._mat_rows[step] = len(rows)
+        return rows, mat[:len(rows)]
+
+    def _fill(self, mat: np.ndarray, start: int, ids: np.ndarray) -> None:
+        """Write the vectors of items `ids` into `mat[start:]`, one decode per block they come from."""
+        entries = [self._entries[i] for i in ids.tolist()]
+        at = 0
+        while at < len(entries):
+            stored, end = entries[at].stored, at + 1
+            while end < len(entries) and entries[end].stored is stored:
+                end += 1
+            rows = np.fromiter((e.row for e in entries[at:end]), dtype=np.int64, count=end - at)
+            mat[start + at:start + end] = stored.vectors_of(rows)
+            at = end
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """`(ids, dequantized vectors)` of all live items, the matrix `match` multiplies with. Rows added
-        since it was built are written after the others, into spare capacity: the matrix is allocated for
-        twice the rows it holds (pages never written are never resident) and copied only when the bank
-        has doubled, so appending is amortised O(new rows). The rows are those of a matrix built afresh."""
+        """`(ids, dequantized vectors)` of all live items in id order: the rows `match` scores (held as two
+        matrices, steps and the rest; this joins them into a new array)."""
         ids = self._columns()["ids"]
-        n, dim = len(ids), self.encoder.dim
-        if self._mat is None or n > len(self._mat):
-            grown = np.empty((max(2 * n, 1024), dim), dtype=np.float32)
-            if self._mat is not None:
-                grown[:self._mat_rows] = self._mat[:self._mat_rows]
-            self._mat = grown
-        if self._mat_rows < n:
-            self._mat[self._mat_rows:n] = [self._entries[i].vector for i in ids[self._mat_rows:].tolist()]
-            self._mat_rows = n
-        return ids, self._mat[:n]
+        out = np.empty((len(ids), self.encoder.dim), dtype=np.float32)
+        for step in (True, False):
+            rows, mat = self._part(step)
+            out[rows] = mat
+        return ids, out
 
     def _mask(self, repos: Collection[str] | None, kind: str | None, need_premises: bool = False) -> np.ndarray | None:
-        """Boolean filter over `vectors()` rows, vectorised over per-row repository codes and cached until the
+        """Boolean filter over `_columns()` rows, vectorised over per-row repository codes and cached until the
         bank changes (a query no longer walks every item in Python)."""
         if repos is None and kind is None and not need_premises:
             return None
@@ -635,26 +677,33 @@ class MemoryBank:
 
     def match(self, query: str | np.ndarray, k: int = 10, repos: Collection[str] | None = None,
               kind: str | None = "step") -> list[Match]:
-        """Top-k items by cosine similarity to a proof state (self-matching: same encoder as the items).
+        """Top-k items by cosine similarity to a proof state (self-matching: same encoder as the items), best
+        first, equal scores in id order.
 
-        Exhaustive: every stored vector (decoded from its code) is scored against the float query, which for
-        product quantization is exactly asymmetric distance computation (ADC, Jégou et al. 2011).
+        Exhaustive: every stored vector (decoded from its code) of the asked kind is scored against the float
+        query, which for product quantization is exactly asymmetric distance computation (ADC, Jégou et al.
+        2011).
         """
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
-        ids, mat = self.vectors()
+        ids = self._columns()["ids"]
         if not len(ids):
             return []
         q = self.encoder.encode([query])[0] if isinstance(query, str) else np.asarray(query, dtype=np.float32).ravel()
-        with self._one_blas_thread():
-            scores = mat @ q
         mask = self._mask(repos, kind)
-        if mask is not None:
-            scores = np.where(mask, scores, -np.inf)
-        top = np.argpartition(-scores, min(k, len(ids)) - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [Match(int(ids[j]), self._entries[int(ids[j])].item, float(scores[j])) for j in top
-                if np.isfinite(scores[j])]
+        parts = [True, False] if kind is None else [kind == "step"]
+        found_ids, found_scores = [], []
+        for step in parts:
+            rows, mat = self._part(step)
+            with self._one_blas_thread():
+                scores = mat @ q
+            if mask is not None:
+                scores = np.where(mask[rows], scores, -np.inf)
+            found_ids.append(ids[rows])
+            found_scores.append(scores)
+        part_ids, scores = np.concatenate(found_ids), np.concatenate(found_scores)
+        top = _top_k(scores, part_ids, k)
+        return [Match(int(part_ids[j]), self._entries[int(part_ids[j])].item, float(scores[j])) for j in top]
 
     def _one_blas_thread(self) -> ContextManager[Any]:
         """numpy's BLAS on one thread for the scoring product: its threads otherwise spin against torch's
@@ -725,6 +774,17 @@ class MemoryBank:
         size = sum(self._disk_bytes.values())
         size += sum((self.path / c["file"]).stat().st_size for c in self.manifest.get("codecs", {}).values())
         return size + (self.manifest_path.stat().st_size if self.manifest_path.exists() else 0)
+
+
+def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the `k` best finite scores, best first and equal scores in id order: the result does not
+    depend on how the rows are laid out (a partial sort alone leaves ties in an arbitrary order)."""
+    if not len(scores):
+        return np.zeros(0, dtype=np.int64)
+    m = min(k, len(scores))
+    kth = np.partition(scores, len(scores) - m)[len(scores) - m]
+    cand = np.flatnonzero(scores >= kth) if np.isfinite(kth) else np.flatnonzero(np.isfinite(scores))
+    return cand[np.lexsort((ids[cand], -scores[cand]))][:k]
 
 
 class _Limited:

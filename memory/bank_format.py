@@ -236,6 +236,11 @@ def dequantize_int4(packed: np.ndarray, scales: np.ndarray, dim: int) -> np.ndar
 
 def dequantize(block: "Block", codecs: dict[str, FaissCodec] | None = None) -> np.ndarray:
     """The block's vectors, one row per item (distinct-state codes expanded)."""
+    return dequantize_distinct(block, codecs)[block.vec_index]
+
+
+def dequantize_distinct(block: "Block", codecs: dict[str, FaissCodec] | None = None) -> np.ndarray:
+    """The block's distinct vectors, one row per stored code (`block.vec_index` maps items to them)."""
     if block.quant in FAISS_QUANT:
         codec = (codecs or {}).get(FAISS_QUANT[block.quant])
         if codec is None:
@@ -245,7 +250,7 @@ def dequantize(block: "Block", codecs: dict[str, FaissCodec] | None = None) -> n
         rows = dequantize_int4(block.codes, block.scales, block.dim)
     else:
         rows = dequantize_int8(block.codes, block.scales)
-    return rows[block.vec_index]
+    return rows
 
 
 def encode_block(ids: np.ndarray, keys: np.ndarray, vectors: np.ndarray, texts: list[dict],

@@ -114,10 +114,8 @@ def _reference_match(known: dict[int, BankItem], ids: np.ndarray, mat: np.ndarra
     if kind is not None:
         step = np.asarray([known[int(i)].kind == "step" for i in ids])
         mask &= step if kind == "step" else ~step
-    scores = np.where(mask, scores, -np.inf)
-    top = np.argpartition(-scores, min(k, len(ids)) - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(int(ids[j]), float(scores[j])) for j in top if np.isfinite(scores[j])]
+    ranked = sorted((-float(scores[j]), int(ids[j])) for j in np.flatnonzero(mask))   # best first, ties by id
+    return [(i, -neg) for neg, i in ranked[:k]]
 
 
 def _reference_sample(known: dict[int, BankItem], n: int, rng: random.Random, exclude_repo=None, repos=None,
@@ -296,7 +294,8 @@ def test_match_scores_on_one_blas_thread_with_unchanged_results(tmp_path) -> Non
     queries = encoder.encode([it.state for it in list(known.values())[:40:3]] + ["⊢ unrelated"])
     expected = [_reference_match(known, ids, mat, q, 10, None, "step") for q in queries]
     before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    bank._mat = mat.view(Spy)
+    bank.match(queries[0], k=1)                                     # builds the steps' matrix
+    bank._mats[True] = bank._mats[True].view(Spy)
     got = [[(m.id, m.score) for m in bank.match(q, k=10)] for q in queries]
     assert got == expected                                         # ids, scores and order (ties included)
     assert threads and set(threads) == {1}
@@ -312,20 +311,20 @@ def test_a_bank_that_grows_extends_its_match_and_sample_caches_with_the_same_res
     bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
     bank.add(_stream(600))
     q = encoder.encode(["x y : ℕ\nh : x ≤ y\n⊢ f x 7 = g y 3  -- R1"])[0]
-    bank.match(q, k=10)
+    bank.match(q, k=10, kind=None)                         # both matrices built: steps and proofs
     bank.sample(5, random.Random(1))
     rebuilt: list[int] = []
     decoded: list[int] = []
-    columns, vector = MemoryBank._columns, bank_module._Entry.vector
+    columns, vectors_of = MemoryBank._columns, bank_module._Stored.vectors_of
 
     def spy_columns(self):
         if not self._cols:
             rebuilt.append(len(self._entries))
         return columns(self)
 
-    def spy_vector(self):
-        decoded.append(1)
-        return vector.fget(self)
+    def spy_vectors_of(self, rows):
+        decoded.append(len(rows))
+        return vectors_of(self, rows)
 
     later = [BankItem("step", f"N{i % 3}", f"N.t{i}", f"⊢ new goal {i}", "simp", "no goals",
                       premises=("Nat.p1",) if i % 2 else ()) for i in range(700)]
@@ -334,10 +333,10 @@ def test_a_bank_that_grows_extends_its_match_and_sample_caches_with_the_same_res
         decoded.clear()
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(MemoryBank, "_columns", spy_columns)
-            mp.setattr(bank_module._Entry, "vector", property(spy_vector))
+            mp.setattr(bank_module._Stored, "vectors_of", spy_vectors_of)
             got = [(m.id, m.score) for m in bank.match(q, k=10, repos=["R1", "N2"], kind=None)]
             sampled = bank.sample(40, random.Random(3), exclude_repo="R0", need_premises=True)
-        assert len(decoded) == len(batch)                 # only the new rows entered the matrix
+        assert sum(decoded) == len(batch)                 # only the new rows entered the matrices
         fresh = MemoryBank(tmp_path / "bank", encoder, read_only=True)
         assert got == [(m.id, m.score) for m in fresh.match(q, k=10, repos=["R1", "N2"], kind=None)]
         assert sampled == fresh.sample(40, random.Random(3), exclude_repo="R0", need_premises=True)
@@ -349,6 +348,34 @@ def test_a_bank_that_grows_extends_its_match_and_sample_caches_with_the_same_res
     assert [(m.id, m.score) for m in bank.match(q, k=30, kind=None)] == \
         [(m.id, m.score) for m in fresh.match(q, k=30, kind=None)]
     assert bank.sample(40, random.Random(4)) == fresh.sample(40, random.Random(4))
+
+
+def test_a_step_match_reads_only_the_steps_rows_and_keeps_one_float_copy(tmp_path) -> None:
+    """The prover's kNN asks for steps only: it multiplies the steps' matrix, not every item's, and a bank
+    opened afresh holds each vector once (in that matrix), not again in a per-block float cache."""
+    encoder = HashEncoder()
+    items = _stream(900)
+    MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40).add(items)
+    known = _expected_items(items)
+    steps = sum(it.kind == "step" for it in known.values())
+    assert 0 < steps < len(known)
+    bank = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+    ids, mat = bank.vectors()
+    bank = MemoryBank(tmp_path / "bank", encoder, read_only=True)
+    scored: list[int] = []
+
+    class Spy(np.ndarray):
+        def __matmul__(self, other):
+            scored.append(self.shape[0])
+            return np.asarray(self) @ other
+
+    q = encoder.encode(["x y : ℕ\nh : x ≤ y\n⊢ f x 3 = g y 3  -- R1"])[0]
+    first = [(m.id, m.score) for m in bank.match(q, k=12, repos=["R1", "R4"])]
+    assert first == _reference_match(known, ids, mat, q, 12, ["R1", "R4"], "step")
+    assert all(s._vectors is None for s in {e.stored for e in bank._entries.values()})   # no second copy
+    bank._mats[True] = bank._mats[True].view(Spy)
+    again = [(m.id, m.score) for m in bank.match(q, k=12, repos=["R1", "R4"])]
+    assert again == first and scored == [steps]                # was one product over all rows
 
 
 # -- 3. add encodes each new state once; the codec is the one trained on states in state-hash order -----------
