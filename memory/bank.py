@@ -619,7 +619,8 @@ class MemoryBank:
                 known = self._part_rows.get(part)
                 self._part_rows[part] = fresh if known is None else np.concatenate([known, fresh])
             self._part_known = n
-        rows, mat, filled = self._part_rows[step], self._mats.get(step), self._mat_rows.get(step, 0)
+        rows = self._part_rows.get(step, np.zeros(0, dtype=np.int64))
+        mat, filled = self._mats.get(step), self._mat_rows.get(step, 0)
         if mat is None or len(rows) > len(mat):
             grown = np.empty((max(2 * len(rows), 1024), self.encoder.dim), dtype=np.float32)
             if mat is not None:

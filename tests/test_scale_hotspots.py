@@ -376,6 +376,8 @@ def test_a_step_match_reads_only_the_steps_rows_and_keeps_one_float_copy(tmp_pat
     bank._mats[True] = bank._mats[True].view(Spy)
     again = [(m.id, m.score) for m in bank.match(q, k=12, repos=["R1", "R4"])]
     assert again == first and scored == [steps]                # was one product over all rows
+    empty = MemoryBank(tmp_path / "empty", encoder)
+    assert empty.vectors()[1].shape == (0, encoder.dim) and empty.match(q, k=3) == []
 
 
 # -- 3. add encodes each new state once; the codec is the one trained on states in state-hash order -----------
