@@ -24,9 +24,10 @@ After every scale ran, the probe's learn, prove and bank steps are redone `--red
 after marking them undone), interleaved across scales, so that load from other processes falls on every scale
 alike; their medians are printed beside the first run. Then the probe's prove step runs in a warm process
 (`--child-warm`, on a copy of the workspace): proved once, then timed 3 times, the bank growing by 500
-items before each and the premise rows read by the round before forgotten, as the running loop meets the step. `--again SAVED.json` does the redos and the measurements
-once more on the workspaces of a `--keep` run, its medians of its own redos only (after a code change: the new
-code's); `--table SAVED.json` prints a saved run.
+items before each and the premise rows read by the round before forgotten, as the running loop meets the
+step. `--again SAVED.json` does the redos and the measurements once more on the workspaces of a `--keep` run,
+its medians of its own redos only (after a code change: the new code's); `--table SAVED.json` prints a saved
+run.
 
 Then `status` with 1,000 repositories: a workspace with 1,000 tiny repositories registered through the library
 (`register_repositories`), timed as a subprocess (best of 3), right after `add` and after a finished run with

@@ -29,7 +29,6 @@ it ever stored, and no repository crowds out the others. The bank doubles as the
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ import random
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Collection, ContextManager, Iterator, Literal, Sequence
+from typing import Any, Collection, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -58,6 +57,8 @@ BLOCK_ITEMS = 256
 CODEC_MIN_TRAIN = {"pq": 256, "sq6": 64}
 CODEC_MAX_TRAIN = 16384  # ~39 points per PQ centroid; encoded once, when the codec is trained
 LOAD_RETRIES = 5
+SCREEN_MIN_ROWS = 8192   # a part this large is screened in float16 before its exact scores (`_scored`)
+SCREEN_MAX_NORM = 1e3    # vectors or queries larger than this are scored exactly (float16 would overflow)
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,6 @@ class MemoryBank:
         self.quantization = quantization
         self.read_only = read_only
         self._rng = np.random.default_rng(seed)
-        self._blas: Any = None        # threadpoolctl's BLAS controller (False: not installed), made on first match
-        self._blas_lock = threading.Lock()
         for attempt in range(LOAD_RETRIES):
             try:
                 self._load()
@@ -234,6 +233,8 @@ class MemoryBank:
     def _invalidate(self) -> None:
         """Forget every per-row cache (rows were dropped or re-laid out): rebuilt when next needed."""
         self._mats: dict[bool, np.ndarray] = {}   # steps' / other items' vectors, then spare capacity (`_part`)
+        self._halves: dict[bool, np.ndarray] = {}  # the same rows in float16, for the screen (`_scored`)
+        self._max_norm: dict[bool, float] = {}     # the largest row norm of each matrix
         self._mat_rows: dict[bool, int] = {}      # rows of each matrix written so far
         self._part_rows: dict[bool, np.ndarray] = {}  # each matrix's rows' positions among `_columns()`'s rows
         self._part_known = 0                      # `_columns()` rows already sorted into the two parts
@@ -623,11 +624,16 @@ class MemoryBank:
         mat, filled = self._mats.get(step), self._mat_rows.get(step, 0)
         if mat is None or len(rows) > len(mat):
             grown = np.empty((max(2 * len(rows), 1024), self.encoder.dim), dtype=np.float32)
+            half = np.empty(grown.shape, dtype=np.float16)
             if mat is not None:
                 grown[:filled] = mat[:filled]
-            mat = self._mats[step] = grown
+                half[:filled] = self._halves[step][:filled]
+            mat, self._mats[step], self._halves[step] = grown, grown, half
         if filled < len(rows):
             self._fill(mat, filled, cols["ids"][rows[filled:]])
+            new = mat[filled:len(rows)]
+            self._halves[step][filled:len(rows)] = new
+            self._max_norm[step] = max(self._max_norm.get(step, 0.0), float(np.linalg.norm(new, axis=1).max()))
             self._mat_rows[step] = len(rows)
         return rows, mat[:len(rows)]
 
@@ -696,32 +702,44 @@ class MemoryBank:
         found_ids, found_scores = [], []
         for step in parts:
             rows, mat = self._part(step)
-            with self._one_blas_thread():
-                scores = mat @ q
-            if mask is not None:
-                scores = np.where(mask[rows], scores, -np.inf)
-            found_ids.append(ids[rows])
+            at, scores = self._scored(step, mat, q, k, None if mask is None else mask[rows])
+            found_ids.append(ids[rows[at]])
             found_scores.append(scores)
         part_ids, scores = np.concatenate(found_ids), np.concatenate(found_scores)
         top = _top_k(scores, part_ids, k)
         return [Match(int(part_ids[j]), self._entries[int(part_ids[j])].item, float(scores[j])) for j in top]
 
-    def _one_blas_thread(self) -> ContextManager[Any]:
-        """numpy's BLAS on one thread for the scoring product: its threads otherwise spin against torch's
-        (~10 ms instead of ~1.3 ms per match at 10k items under load). The product is the same sgemv, so
-        scores are those of a one-thread run (a multi-threaded BLAS may differ from it in the last bit of a
-        few rows of a very large bank, depending on its thread count). Without threadpoolctl: unchanged."""
-        if self._blas is None:
-            try:
-                from threadpoolctl import ThreadpoolController
+    def _scored(self, step: bool, mat: np.ndarray, q: np.ndarray, k: int,
+                allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`(positions, exact scores)` of the rows of `mat` that can be among the top k (every row of a small
+        part; disallowed rows score -inf). The exact score is `exact_scores`, the same for a row wherever it
+        is computed; what changes is which rows it is computed for. A large part is screened first with its
+        float16 copy (`torch.mv`: half the bytes of the float32 scan that bounds a match, on torch's own
+        threads), and only rows whose screen score is within twice the screen's error bound of the k-th best
+        are scored exactly.
+        The bound, for |s16 - s| with float16 vectors and query, float32 accumulation and a float16 result:
+        ||q||·max||x||·(2^-10 + 2^-11 + d·2^-24) plus subnormal terms, under the 2^-9·||q||·max||x|| +
+        (||q||_1 + √d·max||x|| + 1)·2^-24 used. Any row of the exact top k (ties included) has a screen score
+        of at least the k-th screen score minus twice that, so the result is the exact one by construction."""
+        n = len(mat)
+        q_norm, max_norm = float(np.linalg.norm(q)), self._max_norm.get(step, 0.0)
+        if n >= SCREEN_MIN_ROWS and k < n // 8 and q_norm < SCREEN_MAX_NORM and max_norm < SCREEN_MAX_NORM:
+            import torch
 
-                controller = ThreadpoolController().select(user_api="blas")
-                self._blas = controller if controller.lib_controllers else False
-            except Exception:  # noqa: BLE001 - not installed, or no BLAS it can see: leave BLAS as it is
-                self._blas = False
-        if not self._blas:
-            return contextlib.nullcontext()
-        return _Limited(self._blas_lock, self._blas)
+            screen = torch.mv(torch.from_numpy(self._halves[step][:n]),
+                              torch.from_numpy(q.astype(np.float16))).numpy().astype(np.float32)
+            if allowed is not None:
+                screen[~allowed] = -np.inf
+            kth = np.partition(screen, n - k)[n - k]
+            if np.isfinite(kth):
+                bound = (q_norm * max_norm * 2.0 ** -9
+                         + (float(np.abs(q).sum()) + np.sqrt(len(q)) * max_norm + 1.0) * 2.0 ** -24)
+                at = np.flatnonzero(screen >= kth - 2.0 * bound)
+                return at, exact_scores(mat[at], q)
+        scores = exact_scores(mat, q)
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
+        return np.arange(n), scores
 
     def sample(self, n: int, rng: random.Random, exclude_repo: str | None = None,
                repos: Collection[str] | None = None, kind: str | None = None,
@@ -777,6 +795,15 @@ class MemoryBank:
         return size + (self.manifest_path.stat().st_size if self.manifest_path.exists() else 0)
 
 
+def exact_scores(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Each row's float32 dot product with `q`, computed row by row the same way whatever the rows around
+    it (numpy's einsum loop, no BLAS): a row scores bit for bit the same in the whole matrix, in a part of
+    it or among screened candidates, and equal vectors score exactly equal (their order is then by id).
+    A BLAS sgemv is not so: its kernels sum a row differently depending on where the row falls, and its
+    threads spin against torch's."""
+    return np.einsum("ij,j->i", rows, q)
+
+
 def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     """Positions of the `k` best finite scores, best first and equal scores in id order: the result does not
     depend on how the rows are laid out (a partial sort alone leaves ties in an arbitrary order)."""
@@ -786,24 +813,3 @@ def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     kth = np.partition(scores, len(scores) - m)[len(scores) - m]
     cand = np.flatnonzero(scores >= kth) if np.isfinite(kth) else np.flatnonzero(np.isfinite(scores))
     return cand[np.lexsort((ids[cand], -scores[cand]))][:k]
-
-
-class _Limited:
-    """Holds `lock` and limits the BLAS libraries of `controller` to one thread while inside."""
-
-    def __init__(self, lock: threading.Lock, controller: Any):
-        self.lock, self.controller, self.limiter = lock, controller, None
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-        try:
-            self.limiter = self.controller.limit(limits=1)
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.limiter.restore_original_limits()
-        finally:
-            self.lock.release()

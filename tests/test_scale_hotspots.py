@@ -107,7 +107,7 @@ def _expected_items(items: list[BankItem]) -> dict[int, BankItem]:
 
 def _reference_match(known: dict[int, BankItem], ids: np.ndarray, mat: np.ndarray, q: np.ndarray, k: int,
                      repos=None, kind="step") -> list[tuple[int, float]]:
-    scores = mat @ q
+    scores = np.einsum("ij,j->i", mat, q)   # each row's own float32 dot product (`exact_scores`)
     mask = np.ones(len(ids), dtype=bool)
     if repos is not None:
         mask &= np.asarray([known[int(i)].repo in set(repos) for i in ids])
@@ -276,32 +276,19 @@ def test_banks_written_before_the_item_index_read_the_same(tmp_path) -> None:
 
 # -- 2. matching scores on one BLAS thread, with today's results ----------------------------------------------
 
-def test_match_scores_on_one_blas_thread_with_unchanged_results(tmp_path) -> None:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    encoder = HashEncoder()
-    items = _stream(900)
-    bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
-    bank.add(items)
-    known = _expected_items(items)
-    ids, mat = bank.vectors()
-    threads: list[int] = []
-
-    class Spy(np.ndarray):
-        def __matmul__(self, other):
-            threads.extend(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
-            return np.asarray(self) @ other
-
-    queries = encoder.encode([it.state for it in list(known.values())[:40:3]] + ["⊢ unrelated"])
-    expected = [_reference_match(known, ids, mat, q, 10, None, "step") for q in queries]
-    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    bank.match(queries[0], k=1)                                     # builds the steps' matrix
-    bank._mats[True] = bank._mats[True].view(Spy)
-    got = [[(m.id, m.score) for m in bank.match(q, k=10)] for q in queries]
-    assert got == expected                                         # ids, scores and order (ties included)
-    assert threads and set(threads) == {1}
-    assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before
-    tie = np.zeros(encoder.dim, dtype=np.float32)                     # every score 0: ties ordered by id
-    assert [m.id for m in bank.match(tie, k=5)] == [i for i, _ in _reference_match(known, ids, mat, tie, 5)]
+def test_a_rows_score_does_not_depend_on_the_rows_around_it() -> None:
+    """`exact_scores` gives a row the same bits in the whole matrix, in a part of it and among a few
+    screened candidates, so the part split and the screen cannot change a match (a BLAS sgemv can: its
+    kernels sum a row differently depending on where the row falls); equal rows score exactly equal."""
+    rng = np.random.default_rng(0)
+    mat = rng.standard_normal((3000, 384)).astype(np.float32)
+    mat[2000:2010] = mat[5]
+    for q in rng.standard_normal((20, 384)).astype(np.float32):
+        whole = bank_module.exact_scores(mat, q)
+        for at in (np.sort(rng.choice(3000, 37, replace=False)), np.arange(1001, 2999), np.asarray([2003])):
+            assert np.array_equal(bank_module.exact_scores(mat[at], q), whole[at])
+        assert len(set(whole[[5, *range(2000, 2010)]].tolist())) == 1
+        assert np.allclose(whole, mat.astype(np.float64) @ q.astype(np.float64), rtol=0, atol=1e-4)
 
 
 def test_a_bank_that_grows_extends_its_match_and_sample_caches_with_the_same_results(tmp_path) -> None:
@@ -350,7 +337,7 @@ def test_a_bank_that_grows_extends_its_match_and_sample_caches_with_the_same_res
     assert bank.sample(40, random.Random(4)) == fresh.sample(40, random.Random(4))
 
 
-def test_a_step_match_reads_only_the_steps_rows_and_keeps_one_float_copy(tmp_path) -> None:
+def test_a_step_match_reads_only_the_steps_rows_and_keeps_one_float_copy(tmp_path, monkeypatch) -> None:
     """The prover's kNN asks for steps only: it multiplies the steps' matrix, not every item's, and a bank
     opened afresh holds each vector once (in that matrix), not again in a per-block float cache."""
     encoder = HashEncoder()
@@ -363,21 +350,51 @@ def test_a_step_match_reads_only_the_steps_rows_and_keeps_one_float_copy(tmp_pat
     ids, mat = bank.vectors()
     bank = MemoryBank(tmp_path / "bank", encoder, read_only=True)
     scored: list[int] = []
+    exact = bank_module.exact_scores
 
-    class Spy(np.ndarray):
-        def __matmul__(self, other):
-            scored.append(self.shape[0])
-            return np.asarray(self) @ other
+    def spy(rows, q):
+        scored.append(rows.shape[0])
+        return exact(rows, q)
 
     q = encoder.encode(["x y : ℕ\nh : x ≤ y\n⊢ f x 3 = g y 3  -- R1"])[0]
     first = [(m.id, m.score) for m in bank.match(q, k=12, repos=["R1", "R4"])]
     assert first == _reference_match(known, ids, mat, q, 12, ["R1", "R4"], "step")
     assert all(s._vectors is None for s in {e.stored for e in bank._entries.values()})   # no second copy
-    bank._mats[True] = bank._mats[True].view(Spy)
+    monkeypatch.setattr(bank_module, "exact_scores", spy)
     again = [(m.id, m.score) for m in bank.match(q, k=12, repos=["R1", "R4"])]
     assert again == first and scored == [steps]                # was one product over all rows
     empty = MemoryBank(tmp_path / "empty", encoder)
     assert empty.vectors()[1].shape == (0, encoder.dim) and empty.match(q, k=3) == []
+
+
+def test_a_screened_match_returns_the_exact_top_k_and_scores_few_rows_exactly(tmp_path, monkeypatch) -> None:
+    """A large part is screened with its float16 copy and only rows within the screen's error bound of the
+    k-th best are scored in float32: the result (ids, scores, order, ties by id) is the exact one."""
+    encoder = HashEncoder()
+    items = _stream(3000)
+    bank = MemoryBank(tmp_path / "bank", encoder, budget_bytes=1 << 40)
+    bank.add(items)
+    known = _expected_items(items)
+    ids, mat = bank.vectors()
+    monkeypatch.setattr(bank_module, "SCREEN_MIN_ROWS", 64)
+    exact_rows: list[int] = []
+    scored = MemoryBank._scored
+
+    def spy(self, step, part, q, k, allowed):
+        at, scores = scored(self, step, part, q, k, allowed)
+        exact_rows.append(len(at) / len(part))
+        return at, scores
+
+    monkeypatch.setattr(MemoryBank, "_scored", spy)
+    states = [it.state for it in list(known.values())[::97]]
+    queries = list(encoder.encode(states + ["⊢ unrelated"]))
+    queries += [0.5 * queries[0] + 0.5 * queries[1], np.zeros(encoder.dim, dtype=np.float32), 7.0 * queries[2]]
+    for q in queries:
+        for k, repos, kind in [(1, None, "step"), (10, ["R1", "R3"], "step"), (32, None, "step"),
+                               (5, ["R2"], "proof"), (40, None, None), (3, ["R4"], None)]:
+            got = [(m.id, m.score) for m in bank.match(q, k=k, repos=repos, kind=kind)]
+            assert got == _reference_match(known, ids, mat, q, k, repos, kind), (k, repos, kind)
+    assert exact_rows and np.median(exact_rows) < 0.5          # most rows were never scored in float32
 
 
 # -- 3. add encodes each new state once; the codec is the one trained on states in state-hash order -----------
