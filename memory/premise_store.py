@@ -26,6 +26,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -161,6 +162,7 @@ class PremiseStore:
         # have other writers, so there every query fetches its rows.
         self._rows: OrderedDict[str, tuple[str, str, str, str, str]] | None = \
             OrderedDict() if chroma_url is None else None
+        self._rows_lock = threading.Lock()
         if read_only and chroma_url is None and path is not None:
             try:
                 self._snapshot = _snapshot(Path(path)) if Path(path).is_dir() else None
@@ -181,7 +183,8 @@ class PremiseStore:
     def drop_row_cache(self) -> None:
         """Forget the rows read so far (`_query`): bench/scale.py's repeated rounds each read their own."""
         if self._rows is not None:
-            self._rows.clear()
+            with self._rows_lock:
+                self._rows.clear()
 
     def _writable(self) -> None:
         if self.read_only:
@@ -390,20 +393,22 @@ class PremiseStore:
                     zip(got["ids"][0], got["metadatas"][0], got["documents"][0], got["distances"][0])]
         got = self.collection.query(query_embeddings=vec[None, :], n_results=n, where=where, include=["distances"])
         ids, rows = got["ids"][0], self._rows
-        missing = [i for i in ids if i not in rows]
+        with self._rows_lock:   # threads of one process may share the store
+            known = {i: rows[i] for i in ids if i in rows}
+        missing = [i for i in ids if i not in known]
         if missing:
             fetched = self.collection.get(ids=missing, include=["metadatas", "documents"])
             for i, m, d in zip(fetched["ids"], fetched["metadatas"], fetched["documents"]):
-                rows[i] = (m["full_name"], m["path"], m["repo"], m["commit"], d or "")
-        out = []
-        for i, dist in zip(ids, got["distances"][0]):
-            row = rows.get(i)
-            if row is not None:   # None: deleted by another process between the search and the fetch
-                rows.move_to_end(i)
-                out.append(RetrievedPremise(i, *row[:4], score=1.0 - float(dist), code=row[4]))
-        while len(rows) > ROW_CACHE:
-            rows.popitem(last=False)
-        return out
+                known[i] = (m["full_name"], m["path"], m["repo"], m["commit"], d or "")
+        with self._rows_lock:
+            for i in ids:
+                if i in known:   # not: deleted between the search and the fetch
+                    rows[i] = known[i]
+                    rows.move_to_end(i)
+            while len(rows) > ROW_CACHE:
+                rows.popitem(last=False)
+        return [RetrievedPremise(i, *known[i][:4], score=1.0 - float(dist), code=known[i][4])
+                for i, dist in zip(ids, got["distances"][0]) if i in known]
 
     def _query_where(self, vec, k, acc, repo_where) -> list[RetrievedPremise]:
         """chromadb filters by metadata before the vector search."""
