@@ -409,9 +409,11 @@ REDO = ("learn", "prove", "bank")
 def drop_probe_proofs(proofs: Path, key: str) -> None:
     """Forget the loop's proof records of entry `key`, so that its prove step runs again from nothing."""
     if proofs.exists():
-        kept = [line for line in proofs.read_text().splitlines()
-                if not (json.loads(line).get("key") == key and json.loads(line).get("purpose") == "prove")]
+        records = [(line, json.loads(line)) for line in proofs.read_text().splitlines()]
+        kept = [line for line, r in records if (r.get("key"), r.get("purpose")) != (key, "prove")]
         proofs.write_text("".join(line + "\n" for line in kept))
+
+
 WARM_ROUNDS = 4      # the probe's prove step in one process: the first warms it, the others are timed
 WARM_GROWTH = 500    # bank items added between two rounds, as another repository's bank step adds them
 
