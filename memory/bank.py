@@ -630,10 +630,14 @@ class MemoryBank:
                 half[:filled] = self._halves[step][:filled]
             mat, self._mats[step], self._halves[step] = grown, grown, half
         if filled < len(rows):
+            import torch
+
             self._fill(mat, filled, cols["ids"][rows[filled:]])
             new = mat[filled:len(rows)]
-            self._halves[step][filled:len(rows)] = new
-            self._max_norm[step] = max(self._max_norm.get(step, 0.0), float(np.linalg.norm(new, axis=1).max()))
+            # torch converts to float16 (the same rounding) ~14x faster than numpy; einsum needs no temporary
+            torch.from_numpy(self._halves[step][filled:len(rows)]).copy_(torch.from_numpy(new))
+            top = float(np.sqrt(np.einsum("ij,ij->i", new, new).max()))
+            self._max_norm[step] = max(self._max_norm.get(step, 0.0), top)
             self._mat_rows[step] = len(rows)
         return rows, mat[:len(rows)]
 
