@@ -381,6 +381,15 @@ class PremiseStore:
                 out.append(self._query_overfetch(vec, k, acc, repo_where))
         return out
 
+    def warm(self) -> None:
+        """Load the collection's search index now rather than on the first retrieval: chroma reads it from
+        disk on a client's first query, in time that grows with the store. It searches with one stored vector
+        (no encoder needed); an empty store has nothing to load."""
+        got = self.collection.get(limit=1, include=["embeddings"])
+        if got["ids"]:
+            self.collection.query(query_embeddings=np.asarray(got["embeddings"][:1], dtype=np.float32),
+                                  n_results=1, include=["distances"])
+
     def _query(self, vec: np.ndarray, n: int, where: dict[str, Any] | None) -> list[RetrievedPremise]:
         """The `n` nearest rows. chroma's search itself is cheap (~2 ms for 108 rows at 10k premises); reading
         the rows' metadata and documents back is not (~0.1 ms a row, 11 ms of a 13 ms query), and the

@@ -1,8 +1,10 @@
 """Scale hot spots of Mathlib-sized streams, each checked by counting work (never by timing it).
 
-Opening the memory bank decodes no item text; matching scores on one BLAS thread with today's results;
-`add` encodes each new state once and trains the same codec bytes as before; the lifelong metrics are
-vectorised with results identical to their loops; importing the CLI leaves networkx unloaded.
+Opening the memory bank decodes no item text; a match scores only the steps' rows, screens large parts in
+float16 and returns the exact top-k, each row's score the same bits wherever it falls; `add` encodes each new
+state once and trains the same codec bytes as before; the lifelong metrics are vectorised with results identical
+to their loops; importing the CLI leaves networkx unloaded; a step's premise store opens in a thread while
+the step loads the rest, and threads share one base encoder.
 """
 from __future__ import annotations
 
@@ -516,3 +518,80 @@ def test_importing_the_cli_leaves_networkx_unloaded() -> None:
             "import curriculum.ordering; print('networkx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]   # loaded where the stream is ordered, not before
+
+
+def test_a_step_opens_its_premise_store_in_a_thread_and_waits_for_it_there(tmp_path, monkeypatch, encoder) -> None:
+    """chroma reads a collection's HNSW index from disk on a client's first query (0.55 s at 100k premises,
+    0.12 s at 10k: most of what a redone prove step grew, bench/scale.py) and releases the GIL while it does.
+    The prove and evaluate steps start opening and warming their store in a thread, so that load overlaps the
+    query tower's and the bank's; `store()` hands over that very store, and what opening raised."""
+    import threading
+
+    import agent.workspace.memory as memory_ops
+    from agent.config import RunConfig
+    from agent.loop.context import LoopContext
+    from agent.workspace import Workspace
+    from common.errors import WorkspaceError
+    from curriculum.lean_data import Pos, Premise, PremiseFile, Repository
+    from memory.premise_store import PremiseStore
+
+    monkeypatch.setattr(memory_ops, "base_encoder", lambda config: encoder)
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    premises = tuple(Premise(f"Nat.lemma{i}", f"theorem Nat.lemma{i} : {i} + 0 = {i}", "A.lean", Pos(i + 1, 1),
+                             Pos(i + 1, 30)) for i in range(5))
+    PremiseStore(ws.chroma_dir, encoder).add_repo(Repository("u", "c1", "lib", None, (),
+                                                             (PremiseFile("A.lean", (), premises),)))
+    warmed: list[tuple[str, int]] = []
+    real_warm = PremiseStore.warm
+
+    def warm(store: PremiseStore) -> None:
+        real_warm(store)
+        warmed.append((threading.current_thread().name, store.collection.count()))
+
+    monkeypatch.setattr(PremiseStore, "warm", warm)
+    ctx = LoopContext(ws, RunConfig(), ws.load_state())
+    ctx.prepare_prover_memory()
+    store = ctx.store()
+    assert len(warmed) == 1 and warmed[0][0].startswith("lifelean-store") and warmed[0][1] == 5
+    assert ctx.store() is store and ctx.prover_memory()["store"] is store
+    assert [p.full_name for p in store.retrieve("⊢ 3 + 0 = 3", 1)] == ["Nat.lemma3"]
+
+    config = RunConfig()
+    config.memory.chroma_url = "http://127.0.0.1:9"   # nothing listens there
+    failing = LoopContext(ws, config, ws.load_state())
+    failing.prepare_prover_memory()                     # opening fails in the thread ...
+    with pytest.raises(WorkspaceError, match="cannot connect"):
+        failing.store()                                 # ... and is raised where the store is wanted
+
+
+def test_threads_asking_for_the_base_encoder_together_load_it_once(monkeypatch) -> None:
+    """The store opened in a thread asks for the base encoder while the step loads its query tower from it:
+    one instance per process still (a second copy of the model is 90 MB resident)."""
+    import functools
+    import threading
+    import time
+
+    import agent.workspace.memory as memory_ops
+    from agent.config import RunConfig
+
+    loads: list[str] = []
+
+    @functools.lru_cache(maxsize=4)
+    def slow_load(name: str, max_length: int, batch_size: int) -> object:
+        loads.append(name)
+        time.sleep(0.3)
+        return object()
+
+    monkeypatch.setattr(memory_ops, "_load_encoder", slow_load)
+    start, got = threading.Barrier(2), []
+
+    def ask() -> None:
+        start.wait()
+        got.append(memory_ops.base_encoder(RunConfig()))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and got[0] is got[1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,6 +36,7 @@ class LoopContext:
     _premise_index: tuple[Any, Any] | None = field(default=None, repr=False)
     _bank: Any = field(default=None, repr=False)
     _store: Any = field(default=None, repr=False)
+    _store_opening: Future | None = field(default=None, repr=False)
 
     def repository(self, key: str) -> Repository:
         if key not in self._repos:
@@ -59,7 +61,7 @@ class LoopContext:
 
         keys = tuple(sorted(e.key for e in self.state.live()))
         if self._corpus is None or self._corpus[0] != keys:   # embedded once, at `add`; read from its files
-            self._corpus = (keys, load_corpus(self.ws, self.config, keys, self.repository))
+            self._corpus = (keys, load_corpus(self.ws, self.config, keys, self.repository, self.store))
         return self._corpus[1]
 
     def premise_index(self) -> Any:
@@ -92,10 +94,31 @@ class LoopContext:
         """The workspace's premise store, opened once for the run (chroma loads a collection's HNSW index on
         the first query of each client, in time that grows with the store)."""
         if self._store is None:
-            from agent.workspace.memory import open_store
+            if self._store_opening is not None:
+                self._store = self._store_opening.result()   # re-raises what opening it raised
+            else:
+                from agent.workspace.memory import open_store
 
-            self._store = open_store(self.ws, self.config)
+                self._store = open_store(self.ws, self.config)
         return self._store
+
+    def open_store_ahead(self) -> None:
+        """Open the premise store and load its search index in a background thread, for a step that queries it
+        only after loading its query tower and the bank: chroma reads a collection's HNSW index from disk on
+        a client's first query (0.55 s at 100k premises, growing with the store) and releases the GIL while it
+        does, so the load overlaps the step's own start instead of adding to it. :meth:`store` waits for it."""
+        if self._store is not None or self._store_opening is not None:
+            return
+        from agent.workspace.memory import open_store
+
+        def open_and_warm() -> Any:
+            store = open_store(self.ws, self.config)
+            store.warm()
+            return store
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lifelean-store")
+        self._store_opening = pool.submit(open_and_warm)
+        pool.shutdown(wait=False)
 
     def prover_memory(self) -> dict[str, Any]:
         """`bank=` and `store=` for a prover built in this process: the run's open ones where its generator
@@ -103,6 +126,12 @@ class LoopContext:
         prover = self.config.prover
         return {"bank": self.bank() if prover.generator == "knn" else None,
                 "store": self.store() if prover.num_premises else None}
+
+    def prepare_prover_memory(self) -> None:
+        """Call first in a step that will build a prover: starts opening the store it will read (see
+        :meth:`open_store_ahead`) while the step loads everything else."""
+        if self.config.prover.num_premises:
+            self.open_store_ahead()
 
     def query_encoder(self, repo_name: str | None = None) -> Any:
         """The current query tower: the newest checkpoint's (loaded once per step), or with `adapters` the

@@ -53,6 +53,7 @@ def evaluate_row(ctx: LoopContext, row: int, after: StreamEntry | None) -> list[
     from agent.evaluation.tactics import tactic_scores
     from agent.proving import held_out_theorems
 
+    ctx.prepare_prover_memory()
     bank_repos = ctx.learned_names(row)
     premises = ctx.premise_index()   # exact search over the live corpus's stored vectors
     rerank = ctx.config.memory.reranker()   # as the prover's premise context re-orders them

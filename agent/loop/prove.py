@@ -25,6 +25,7 @@ def step_prove(ctx: LoopContext, entry: StreamEntry, repo: Repository) -> dict[s
     from agent.proving import open_theorems, prove_theorems
 
     assert entry.step is not None
+    ctx.prepare_prover_memory()
     targets = open_theorems(repo)
     done = recorded_proofs(ctx, entry)
     todo = [t for t in targets if t.uid not in done]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -33,11 +34,16 @@ def _load_encoder(name: str, max_length: int, batch_size: int) -> Encoder:
     return Encoder.load(name, max_length=max_length, batch_size=batch_size).remember(MEMO_TEXTS)
 
 
+_ENCODER_LOADING = threading.Lock()   # lru_cache lets two threads that miss together both load
+
+
 def base_encoder(config: RunConfig) -> Encoder:
     """The frozen base encoder of `[memory]`: one instance per process (its weights are never trained;
-    trainable towers are deep copies), which keeps a run's resident memory to one copy of the model."""
+    trainable towers are deep copies), which keeps a run's resident memory to one copy of the model. Threads
+    share it too: the loop opens its premise store in a background thread (`LoopContext.open_store_ahead`)."""
     m = config.memory
-    return _load_encoder(m.encoder, m.max_length, m.batch_size)
+    with _ENCODER_LOADING:
+        return _load_encoder(m.encoder, m.max_length, m.batch_size)
 
 
 def open_store(ws: Workspace, config: RunConfig | None = None, encoder: Encoder | None = None,
@@ -127,11 +133,13 @@ def save_premise_table(ws: Workspace, store: PremiseStore, repo: Repository) -> 
         write_table(ws.premise_vectors_path(repo.key), table, store.version, source)
 
 
-def load_corpus(ws: Workspace, config: RunConfig, keys: Sequence[str], repository: Callable[[str], Repository]) -> Any:
+def load_corpus(ws: Workspace, config: RunConfig, keys: Sequence[str], repository: Callable[[str], Repository],
+                store_of: Callable[[], PremiseStore] | None = None) -> Any:
     """The training corpus of entries `keys` with its stored vectors (agent/learn/retriever.py `Corpus`): each
     entry's premise table from its file where the file matches the import, else from the imported repository
-    (`repository(key)`) and the premise store. Without a stored vector for some premise, the corpus comes without
-    vectors (they are then embedded). At 10k premises the files took the load from 2.4-3.0 s to 0.2 s (design note 25)."""
+    (`repository(key)`) and the premise store (`store_of()`: the caller's open one; else opened here). Without a
+    stored vector for some premise, the corpus comes without vectors (they are then embedded). At 10k premises
+    the files took the load from 2.4-3.0 s to 0.2 s (design note 25)."""
     from agent.learn.retriever import Corpus
     from memory.premise_vectors import read_table
 
@@ -142,7 +150,7 @@ def load_corpus(ws: Workspace, config: RunConfig, keys: Sequence[str], repositor
         source = _source_digest(ws, key)
         table = read_table(ws.premise_vectors_path(key), base.version, source) if source is not None else None
         if table is None:
-            store = store or open_store(ws, config)
+            store = store or (store_of() if store_of is not None else open_store(ws, config))
             table = _premise_table(repository(key), store)
         if table is None:
             return Corpus.from_repositories(repository(k) for k in keys)
