@@ -595,3 +595,44 @@ def test_threads_asking_for_the_base_encoder_together_load_it_once(monkeypatch) 
     for t in threads:
         t.join()
     assert len(loads) == 1 and got[0] is got[1]
+
+
+def test_a_run_with_steps_to_do_starts_opening_its_store_before_the_first_step(tmp_path, monkeypatch,
+                                                                               encoder) -> None:
+    """Every run proves, so a fresh process (`run`, `resume`) starts loading its premise store before its first
+    step, and the store is ready when the first prove step asks; a run with nothing to do opens nothing."""
+    import threading
+
+    import agent.workspace.memory as memory_ops
+    from agent.loop import driver
+    from agent.loop.context import LoopContext
+    from agent.workspace import StreamEntry, Workspace
+    from curriculum.lean_data import Repository
+
+    monkeypatch.setattr(memory_ops, "base_encoder", lambda config: encoder)
+    real_open = memory_ops.open_store
+    opened: list[str] = []
+
+    def open_store(*args, **kwargs):
+        opened.append(threading.current_thread().name)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(memory_ops, "open_store", open_store)
+    monkeypatch.setattr(LoopContext, "repository", lambda self, key: Repository("u", "1", "A", None, (), ()))
+    asked: list[str] = []
+
+    def first_step(ctx, entry, repo):
+        ctx.store()
+        asked.append(opened[0])
+        return {}
+
+    monkeypatch.setattr(driver, "STEP_FUNCTIONS", {name: first_step for name in driver.STEP_FUNCTIONS})
+    monkeypatch.setattr(driver, "run_baseline", lambda ctx: {})
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    state = ws.load_state()
+    state.entries.append(StreamEntry(key="A@1", name="A", url="u", commit="1", source="s"))
+    ws.save_state(state)
+    driver.run_stream(ws)
+    assert opened == ["lifelean-store_0"] and asked[0] == "lifelean-store_0"   # once, in the thread
+    opened.clear()
+    assert driver.run_stream(ws)["nothing_to_do"] and opened == []

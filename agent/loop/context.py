@@ -128,8 +128,9 @@ class LoopContext:
                 "store": self.store() if prover.num_premises else None}
 
     def prepare_prover_memory(self) -> None:
-        """Call first in a step that will build a prover: starts opening the store it will read (see
-        :meth:`open_store_ahead`) while the step loads everything else."""
+        """Call before a prover is needed (a run with steps to do, a step that will build a prover): starts
+        opening the store it will read (see :meth:`open_store_ahead`) while the process loads everything
+        else; then neither a run's first prove step nor a `resume` pays for chroma's load on its own."""
         if self.config.prover.num_premises:
             self.open_store_ahead()
 

@@ -110,6 +110,8 @@ def run_stream(ws: Workspace, report: Reporter = quiet, ray_address: str | None 
     plan = state.plan()
     todo = pending_work(ctx)
     report("start", {"total": todo, "done": 0, "repos": len(plan)})
+    if todo:
+        ctx.prepare_prover_memory()   # the run will prove: its store loads while the first steps run
     started = time.perf_counter()
     with StepHeap() as heap:
         _run_steps(ctx, plan, heap)
