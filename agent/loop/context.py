@@ -92,7 +92,8 @@ class LoopContext:
 
     def store(self) -> Any:
         """The workspace's premise store, opened once for the run (chroma loads a collection's HNSW index on
-        the first query of each client, in time that grows with the store)."""
+        the first read of each client, in time that grows with the store): the one :meth:`open_store_ahead`
+        opened when it was called, else opened here."""
         if self._store is None:
             if self._store_opening is not None:
                 self._store = self._store_opening.result()   # re-raises what opening it raised
