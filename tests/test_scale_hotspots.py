@@ -521,10 +521,10 @@ def test_importing_the_cli_leaves_networkx_unloaded() -> None:
 
 
 def test_a_step_opens_its_premise_store_in_a_thread_and_waits_for_it_there(tmp_path, monkeypatch, encoder) -> None:
-    """chroma reads a collection's HNSW index from disk on a client's first query (0.55 s at 100k premises,
-    0.12 s at 10k: most of what a redone prove step grew, bench/scale.py) and releases the GIL while it does.
-    The prove and evaluate steps start opening and warming their store in a thread, so that load overlaps the
-    query tower's and the bank's; `store()` hands over that very store, and what opening raised."""
+    """chroma reads a collection's HNSW index from disk on a client's first read (0.65 s at 100k premises,
+    0.11 s at 10k, bench/scale.py) and releases the GIL while it does. The prove and evaluate steps start
+    opening and warming their store in a thread, so that load runs beside the step's other loading; `store()`
+    hands over that very store, and raises what opening raised."""
     import threading
 
     import agent.workspace.memory as memory_ops
