@@ -23,9 +23,13 @@ class Accessibility:
     """The file import graph of one or more corpora, with per-file premise lists sorted by position."""
 
     def __init__(self, premise_files: Iterable[PremiseFile]):
+        """One pass over the files, none over their premises: a file's premises are listed when a theorem
+        first reaches it (:meth:`_listed`). Every evaluation row builds one over all its columns' corpora,
+        and listing 100k premises up front took seconds a row for the few theorems a row proves."""
         import networkx as nx   # here, not at import: commands such as `status` never build the graph
 
         self.graph: nx.DiGraph = nx.DiGraph()
+        self._files: dict[str, list[PremiseFile]] = {}
         self._premises: dict[str, list[tuple[Pos, str]]] = {}
         self._unknown: set[str] = set()
         for pf in premise_files:
@@ -35,11 +39,16 @@ class Accessibility:
             else:
                 for imp in pf.imports:
                     self.graph.add_edge(pf.path, imp)
-            entries = self._premises.setdefault(pf.path, [])
-            entries.extend((p.end, p.full_name) for p in pf.premises)
-        for entries in self._premises.values():
-            entries.sort()
+            self._files.setdefault(pf.path, []).append(pf)
         self._closure = lru_cache(maxsize=4096)(self._closure_uncached)
+
+    def _listed(self, path: str) -> list[tuple[Pos, str]]:
+        """`(end, full name)` of the premises of `path`, sorted by position (listed once)."""
+        entries = self._premises.get(path)
+        if entries is None:
+            entries = self._premises[path] = sorted((p.end, p.full_name) for pf in self._files.get(path, ())
+                                                    for p in pf.premises)
+        return entries
 
     def imports_known(self, path: str) -> bool:
         """True when `path` and every file it reaches recorded its imports."""
@@ -62,9 +71,9 @@ class Accessibility:
         """Full names of premises accessible from a theorem at `path` starting at `start`; None = unknown."""
         if not self.imports_known(path):
             return None
-        names = {name for end, name in self._premises.get(path, ()) if end <= start}
+        names = {name for end, name in self._listed(path) if end <= start}
         for f in self.imported_files(path):
-            names.update(name for _, name in self._premises.get(f, ()))
+            names.update(name for _, name in self._listed(f))
         return names
 
 

@@ -52,3 +52,29 @@ def test_shared_sample_has_unknown_accessibility(b4_sample) -> None:
     acc = Accessibility(ds.premise_files)
     thm = next(t for t in ds.theorems if t.tactics)
     assert acc.accessible(thm.file_path, thm.start) is None
+
+
+class _CountedPremises(tuple):
+    """A file's premises that count how often they are listed."""
+
+    reads = 0
+
+    def __iter__(self):
+        type(self).reads += 1
+        return super().__iter__()
+
+
+def test_building_reads_no_premise_and_a_theorem_lists_only_the_files_it_reaches() -> None:
+    """Every evaluation row builds the accessibility of all its columns' corpora (100k premises at Mathlib's
+    size) for the few theorems it proves: listing every premise up front took seconds a row (bench/scale.py).
+    Files are listed when a theorem first reaches them, once, with the same answers."""
+    counted = [PremiseFile(pf.path, pf.imports, _CountedPremises(pf.premises)) for pf in GRAPH]
+    _CountedPremises.reads = 0
+    acc = Accessibility(counted)
+    assert _CountedPremises.reads == 0
+    assert acc.accessible("C.lean", Pos(15, 1)) == {"a1", "a2", "b1", "c1", "c2"}
+    assert _CountedPremises.reads == 3                     # C and what it imports (B, A); not D, E, U, V
+    assert acc.accessible("C.lean", Pos(100, 1)) == {"a1", "a2", "b1", "c1", "c2", "c3"}
+    assert acc.accessible("E.lean", Pos(1, 1)) == {"a1", "a2", "b1", "c1", "c2", "c3", "d1"}
+    assert _CountedPremises.reads == 5                     # then only E and D are new
+    assert acc.accessible("V.lean", Pos(9, 1)) is None and _CountedPremises.reads == 5
