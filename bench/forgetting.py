@@ -16,7 +16,10 @@ and the same per-repository example cap (`cap_examples`, the loop's call):
   as `--joint-epochs`), so the lifelong default is also compared with joint training of equal sophistication.
 
 "Unseen" figures are Recall@10 and MRR of the final model on held-out tactics pooled over the stream (each
-repository's own val, resp. test tactics, every tactic weighted equally, against the whole corpus). Defaults are
+repository's own val, resp. test tactics, every tactic weighted equally, against the whole corpus), and with
+`--unseen DIR` on theorems from outside the stream: every tactic of another LeanDojo export ranked against that
+export's own premises, as `lifelean evaluate DIR --split all` scores them (bench/heldout.py writes such exports:
+disjoint folds of the sample; `--data FOLD0 --unseen FOLD1`). Defaults are
 chosen by the val columns; test is reported. Ratios are against `joint`. Each row runs in its own process (peak
 resident memory is that process's); seconds per repository are training only.
 
@@ -173,6 +176,40 @@ class HeldOut:
         return per_col, pooled
 
 
+class Unseen:
+    """Theorems from outside the stream (`--unseen DIR`, another LeanDojo export, e.g. a fold of
+    bench/heldout.py): every split's tactics, ranked against that export's own premises, as `lifelean
+    evaluate DIR --split all` scores them."""
+
+    def __init__(self, data: str, vectors: Any, query: str, rerank: str):
+        from agent.evaluation.retrieval import VectorIndex, eval_tactics
+        from agent.learn.retriever import Corpus
+        from curriculum.lean_data import load_dataset, to_repositories
+        from memory.rerank import reranker
+
+        repos = to_repositories(load_dataset(Path(data)))
+        corpus = Corpus.from_repositories(repos)
+        self.index = VectorIndex(corpus.names, np.asarray(vectors, dtype=np.float32), corpus.texts)
+        self.items = eval_tactics([t for r in repos for t in r.theorems], set(corpus.names), query=query)
+        self.rerank = reranker(rerank)
+
+    def scores(self, encoder: Any) -> dict[str, float]:
+        from agent.evaluation.retrieval import NUM_RETRIEVED, ranking_scores
+        from memory.rerank import retrieve
+
+        queries = [q for q, _ in self.items]
+        found = retrieve(self.index, encoder.encode(queries), queries, NUM_RETRIEVED, self.rerank)
+        return ranking_scores([[h.full_name for h in hits] for hits in found], [p for _, p in self.items])
+
+
+def unseen_corpus(data: Path, encoder: Any) -> Any:
+    """The document vectors of an `--unseen` export's premises (the frozen tower, as the store embeds them)."""
+    from agent.learn.retriever import Corpus
+    from curriculum.lean_data import load_dataset, to_repositories
+
+    return encoder.encode(Corpus.from_repositories(to_repositories(load_dataset(data))).texts)
+
+
 def evaluate(learner: Any, held: HeldOut, index: Any, stream: list[Any]) -> tuple[list[float], dict[str, Any]]:
     from agent.learn.strategies.adapters import select_adapter
 
@@ -242,10 +279,12 @@ def run_row(spec: str, args: dict[str, Any]) -> dict[str, Any]:
                 if bank is not None:
                     bank.add_repository(repo)
                 A[i], pooled = evaluate(learner, held, index, stream)
+        unseen = (Unseen(args["unseen"], args["unseen_vectors"], query, args["rerank"]).scores(learner.query)
+                  if args["unseen"] else None)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"strategy": spec, "joint": joint, "matrix": A.tolist(), "pooled": pooled, "train_seconds": seconds,
             "steps": steps, "peak_mib": peak_mib, "repos_trained": sum(1 for p in capped if p),
-            "query": query}
+            "query": query, "unseen": unseen}
 
 
 def summarize(result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
@@ -258,7 +297,8 @@ def summarize(result: dict[str, Any], baseline: list[float]) -> dict[str, Any]:
            "all_r10": p["all"]["recall@10"], "all_mrr": p["all"]["mrr"],
            "acc": None, "bwt": None, "fwt": None, "forgetting": None, "steps": result["steps"],
            "s_per_repo": float(np.sum(result["train_seconds"])) / max(result["repos_trained"], 1),
-           "peak_mib": result["peak_mib"]}
+           "peak_mib": result["peak_mib"], "unseen_r10": (result["unseen"] or {}).get("recall@10"),
+           "unseen_mrr": (result["unseen"] or {}).get("mrr")}
     if not result["joint"]:
         row.update({"acc": metrics.acc(A), "bwt": metrics.bwt(A), "fwt": metrics.fwt(A, np.asarray(baseline)),
                     "forgetting": metrics.forgetting(A)})
@@ -680,6 +720,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new", type=int, default=64, help="generator: longest tactic generated, in bytes")
     parser.add_argument("--rerank", choices=("bm25", "none"), default="bm25",
                         help="retriever: rank as `[memory] rerank` does (default: the product's BM25 rerank)")
+    parser.add_argument("--unseen", type=Path, default=None,
+                        help="retriever: also score every row's final model on this LeanDojo export's theorems "
+                        "(all splits, against its own premises): theorems from outside the stream")
     parser.add_argument("--json", action="store_true")
     ns = parser.parse_args(argv)
     ns.threads = ns.threads or (1 if ns.model == "generator" else 2)
@@ -707,9 +750,13 @@ def main(argv: list[str] | None = None) -> int:
             held = HeldOut(stream, set(corpus.names), query=form, rerank=ns.rerank)
             untrained[form] = held.scores(dict(enumerate(held.rank(base, index, list(range(len(held.items)))))))
     baseline, base_pooled = untrained["theorem"]
+    unseen_vectors = unseen_corpus(ns.unseen, base) if ns.unseen else None
+    unseen_untrained = ({form: Unseen(str(ns.unseen), unseen_vectors, form, ns.rerank).scores(base)
+                         for form in untrained} if ns.unseen else {})
     args = {"data": str(ns.data), "repos": ns.repos or None, "max_length": ns.max_length, "seed": ns.seed,
             "threads": ns.threads, "joint_epochs": ns.joint_epochs, "doc_vectors": vectors.tolist(), "overrides": {},
-            "rerank": ns.rerank}
+            "rerank": ns.rerank, "unseen": str(ns.unseen) if ns.unseen else None,
+            "unseen_vectors": unseen_vectors.tolist() if ns.unseen else None}
     results = []
     ctx = mp.get_context("spawn")
     for spec in specs:
@@ -721,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = next((r for r in rows if r["strategy"] == "joint"), None)
     if ns.json:
         print(json.dumps({"stream": [r.name for r in stream], "rerank": ns.rerank, "baseline": baseline, "baseline_pooled": base_pooled,
-                          "untrained_by_query": {f: u[1] for f, u in untrained.items()}, "results": results,
+                          "untrained_by_query": {f: u[1] for f, u in untrained.items()},
+                          "unseen_untrained_by_query": unseen_untrained, "results": results,
                           "summary": rows},
                          indent=2))
         return 0
@@ -736,9 +784,11 @@ def main(argv: list[str] | None = None) -> int:
                  "state": "state only (query=state rows)"}[form]
         print(f"untrained MiniLM, query {label}: val R@10 {pooled['val']['recall@10']:.3f} MRR "
               f"{pooled['val']['mrr']:.3f}; test R@10 {pooled['test']['recall@10']:.3f} MRR "
-              f"{pooled['test']['mrr']:.3f}")
+              f"{pooled['test']['mrr']:.3f}" + (f"; unseen ({ns.unseen.name}) R@10 "
+              f"{unseen_untrained[form]['recall@10']:.3f} MRR {unseen_untrained[form]['mrr']:.3f}" if ns.unseen else ""))
     head = (f"{'row':<34}{'val R@10':>9}{'val MRR':>8}{'test R@10':>10}{'test MRR':>9}{'ACC':>7}{'BWT':>8}"
-            f"{'FWT':>8}{'forget':>8}{'steps':>6}{'s/repo':>7}{'MiB':>6}{'R@10/j':>7}{'MRR/j':>6}")
+            f"{'FWT':>8}{'forget':>8}{'steps':>6}{'s/repo':>7}{'MiB':>6}{'R@10/j':>7}{'MRR/j':>6}"
+            + (f"{'unseen R@10':>12}{'MRR':>6}" if ns.unseen else ""))
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -746,7 +796,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['strategy'][:33]:<34}{fmt(r['val_r10']):>9}{fmt(r['val_mrr']):>8}{fmt(r['test_r10']):>10}"
               f"{fmt(r['test_mrr']):>9}{fmt(r['acc']):>7}{fmt(r['bwt'], True):>8}{fmt(r['fwt'], True):>8}"
               f"{fmt(r['forgetting']):>8}{r['steps']:>6}{r['s_per_repo']:>7.1f}{r['peak_mib']:>6.0f}"
-              f"{ratio('all_r10'):>7}{ratio('all_mrr'):>6}")
+              f"{ratio('all_r10'):>7}{ratio('all_mrr'):>6}"
+              + (f"{fmt(r['unseen_r10']):>12}{fmt(r['unseen_mrr']):>6}" if ns.unseen else ""))
     print("R@10/j, MRR/j: pooled val+test figure over the `joint` row's (plain InfoNCE, 1 epoch, same pairs)")
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
