@@ -204,6 +204,17 @@ def test_report_is_self_contained_and_matches_status(run_cli, workspace):
     assert "Mathlib/Data" in page  # difficulty table names the repositories
 
 
+def test_status_prints_acc_bwt_and_fwt_with_their_intervals(run_cli, workspace):
+    """The one-line metrics of `status` (and `run`) carry the same 95% intervals over repositories as
+    `metrics`: a BWT of -0.02 from a handful of held-out tactics is read as noise, not as forgetting."""
+    block = json.loads(run_cli("status", "--json", workspace=workspace.root).output)["metrics"]["recall@10"]
+    out = " ".join(run_cli("status", workspace=workspace.root).output.split())
+    low, high = block["ci95"]["bwt"]
+    assert f"BWT {block['bwt']:+.4f} (95% {low:+.3f}..{high:+.3f})" in out
+    low, high = block["ci95"]["acc"]
+    assert f"acc {block['acc']:.4f} (95% {low:.3f}..{high:.3f})" in out
+
+
 def test_report_open_survives_without_browser(run_cli, workspace, monkeypatch):
     import webbrowser
 

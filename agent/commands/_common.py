@@ -39,10 +39,23 @@ HEADLINE_METRICS = ("acc", "bwt", "fwt", "forgetting", "plasticity")
 
 
 def format_metrics(values: dict[str, Any] | None) -> str:
-    """The headline lifelong metrics in one line (the full set is in `--json` and the report)."""
+    """The headline lifelong metrics in one line (the full set is in `--json` and the report), ACC, BWT and
+    FWT with their 95% bootstrap interval over repositories where there is one (`ci95`): on a short stream
+    with a few held-out tactics per repository, one tactic moves BWT by a few hundredths, and the interval says
+    whether a sign is a finding or noise."""
     values = values or {}
-    shown = [f"{k.upper()} {values[k]:+.4f}" if k in ("bwt", "fwt") else f"{k} {values[k]:.4f}"
-             for k in HEADLINE_METRICS if isinstance(values.get(k), (int, float))]
+    intervals = values.get("ci95") or {}
+    shown = []
+    for k in HEADLINE_METRICS:
+        if not isinstance(values.get(k), (int, float)):
+            continue
+        signed = k in ("bwt", "fwt")
+        text = f"{k.upper()} {values[k]:+.4f}" if signed else f"{k} {values[k]:.4f}"
+        interval = intervals.get(k)
+        if interval:
+            low, high = (f"{v:+.3f}" if signed else f"{v:.3f}" for v in interval)
+            text += f" (95% {low}..{high})"
+        shown.append(text)
     return ", ".join(shown) or "not enough data yet"
 
 
