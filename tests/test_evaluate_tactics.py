@@ -70,6 +70,11 @@ def test_knn_tactic_accuracy_counts_held_out_steps_whose_tactic_the_bank_holds(f
     assert g["tactic_steps"] == 2
     assert g["tactic@8"] == 1.0 and g["tactic@1"] >= 0.5
     assert out["retriever"]["tactics"] == 2          # the retrieval scores are still there
+    everything = evaluate(finished, data, "--split", "all", "--no-tactics")
+    for metric in ("recall@10", "mrr"):              # the learned retriever's gain, paired tactic by tactic
+        gain = everything["gain_over_untrained"][metric]
+        assert gain["value"] == pytest.approx(everything["retriever"][metric] - everything["untrained"][metric])
+        assert gain["n"] == everything["retriever"]["tactics"] > 2 and gain["low"] <= gain["value"] <= gain["high"]
     val = evaluate(finished, data, "--split", "val")["generator"]
     assert val["tactic_steps"] == 1 and val["tactic@8"] == 1.0
     assert _tree_hash(finished) == before            # read-only: bank, store, checkpoints, logs untouched

@@ -62,3 +62,14 @@ def test_a_cell_sample_is_seeded_and_bounded():
     assert a == sampled(items, 7, seed=3, row=2, key="R1@1") and len(a) == 7 and a == sorted(a)
     assert a != sampled(items, 7, seed=3, row=3, key="R1@1")
     assert sampled(items, 0, 3, 2, "x") == items
+
+
+def test_paired_difference_is_the_mean_gain_with_an_interval_over_the_items():
+    from agent.evaluation.bootstrap import paired_difference
+
+    same_gain = paired_difference([0.5, 0.7, 0.1, 0.9], [0.4, 0.6, 0.0, 0.8])
+    assert same_gain["value"] == pytest.approx(0.1) and same_gain["n"] == 4
+    assert same_gain["low"] == pytest.approx(0.1) and same_gain["high"] == pytest.approx(0.1)   # pairing: no spread
+    mixed = paired_difference([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    assert mixed["value"] == pytest.approx(1 / 6) and mixed["low"] < 0 < mixed["high"]   # noise, not a gain
+    assert paired_difference([0.3], [0.1])["low"] is None

@@ -98,6 +98,12 @@ def test_evaluate_command_prints_retriever_bm25_untrained(run_cli, b4_sample, tm
     # both rank as the prover does, the dense top 100 reranked with BM25; `dense` is the encoder alone
     assert data["rerank"] == "bm25" and data["dense"]["tactics"] == data["retriever"]["tactics"]
     assert data["dense"]["recall@10"] != data["retriever"]["recall@10"]
+    # tactic by tactic, the same encoder gains exactly nothing, with no spread
+    for metric in ("recall@10", "mrr"):
+        assert data["gain_over_untrained"][metric] == {"value": 0.0, "low": 0.0, "high": 0.0,
+                                                       "n": data["retriever"]["tactics"]}
+    shown = run_cli("evaluate", str(b4_sample), "--split", "test", workspace=tmp_path / "none").output
+    assert "retriever − untrained, tactic by tactic: Recall@10 +0.000 (95% +0.000..+0.000)" in " ".join(shown.split())
 
 
 def test_evaluate_command_user_errors(run_cli, tmp_path):

@@ -113,12 +113,15 @@ def score_generator(ws: Any, config: Any, repos: Sequence[Any], theorems: Sequen
 
 def evaluate_source(ws: Any, source: str, split: str = "test", split_by_dir: int | None = None,
                     display: Any = None, tactics: bool = True) -> dict[str, Any]:
-    """{"retriever", "dense", "untrained", "bm25": {recall@1, recall@10, mrr, tactics}, "generator": {generator,
-    tactic@1, tactic@8, tactic_steps, ...}, "steps": n, "rerank": mode} on SOURCE's tactics. "retriever" and
-    "untrained" rank as the prover retrieves (`[memory] rerank` included); "dense" is the retriever's encoder
-    alone, without the rerank."""
+    """{"retriever", "dense", "untrained", "bm25": {recall@1, recall@10, mrr, tactics}, "gain_over_untrained":
+    {recall@10, mrr: {value, low, high, n}}, "generator": {generator, tactic@1, tactic@8, tactic_steps, ...},
+    "steps": n, "rerank": mode} on SOURCE's tactics. "retriever" and "untrained" rank as the prover retrieves
+    (`[memory] rerank` included); "dense" is the retriever's encoder alone, without the rerank. The gain is the
+    retriever's score minus the untrained encoder's, tactic by tactic, with its 95% paired bootstrap interval:
+    whether learning helped on these theorems, or the difference is noise."""
     from agent.config import RunConfig
-    from agent.evaluation.retrieval import VectorIndex, bm25_scores, retrieval_scores
+    from agent.evaluation.bootstrap import paired_difference
+    from agent.evaluation.retrieval import VectorIndex, bm25_scores, mean_scores, retrieval_items, retrieval_scores
     from agent.learn.retriever import Corpus
     from agent.workspace.checkpoints import load_query_encoder
     from agent.workspace.memory import base_encoder
@@ -146,12 +149,16 @@ def evaluate_source(ws: Any, source: str, split: str = "test", split_by_dir: int
     index = VectorIndex.build(corpus.names, corpus.texts, base)   # the frozen document tower, as in the store
     rerank = config.memory.reranker()
     display.phase(f"scoring the retriever on {len(theorems)} theorems")
-    retriever = retrieval_scores(query, index, theorems, rerank=rerank)
+    retriever_items = retrieval_items(query, index, theorems, rerank=rerank)
+    retriever = mean_scores(retriever_items)
     dense = retrieval_scores(query, index, theorems) if rerank else retriever
     display.phase("scoring BM25")
     bm25 = bm25_scores(corpus.names, corpus.texts, theorems)
     display.phase("scoring the untrained encoder")
-    untrained = retrieval_scores(base, index, theorems, rerank=rerank)
+    untrained_items = retrieval_items(base, index, theorems, rerank=rerank)
+    untrained = mean_scores(untrained_items)
+    gain = {metric: paired_difference(retriever_items[metric], untrained_items[metric])
+            for metric in ("recall@10", "mrr")}
     learned_names = list(dict.fromkeys(e.name for e in learned if not e.forgotten))
     generator = (score_generator(ws, config, repos, theorems, index, query, base, learned_names, display)
                  if tactics else _unavailable(config.prover.generator, "not scored (--no-tactics)"))
@@ -161,6 +168,7 @@ def evaluate_source(ws: Any, source: str, split: str = "test", split_by_dir: int
         "rerank": config.memory.rerank,
         "bm25": bm25,
         "untrained": untrained,
+        "gain_over_untrained": gain,
         "generator": generator,
         "steps": len(learned),
         "split": split,
@@ -184,6 +192,13 @@ def _render(result: dict[str, Any]) -> None:
     for name in rows:
         s = result[name]
         click.echo(f"{name:<12}{s['recall@1']:>10.3f}{s['recall@10']:>11.3f}{s['mrr']:>8.3f}")
+    gain = result.get("gain_over_untrained") or {}
+    shown = [f"{label} {v['value']:+.3f} (95% {v['low']:+.3f}..{v['high']:+.3f})"
+             for label, v in (("Recall@10", gain.get("recall@10")), ("MRR", gain.get("mrr")))
+             if v and v["low"] is not None]
+    if shown:
+        echo_wrapped("retriever − untrained, tactic by tactic: " + ", ".join(shown)
+                     + " (paired bootstrap over the tactics: training helped where the interval is above 0)")
     g = result.get("generator") or {}
     if not g.get("available"):
         echo_wrapped(f"generator {g.get('generator', '?')}: tactic accuracy unavailable ({g.get('reason', '')})")
@@ -214,7 +229,9 @@ def evaluate(ctx: click.Context, source: str, split: str, split_by_dir: int | No
     generator (read-only; no lock needed, and nothing is written: no log file either). Every ranker reads
     the same query: each proof state with its theorem's name and file, as the prover asks. The retriever
     and the untrained encoder rank as the prover does, their top 100 reranked with BM25 (`[memory]
-    rerank`); the `dense` row is the retriever's encoder alone.
+    rerank`); the `dense` row is the retriever's encoder alone. What learning gained is the retriever's
+    score minus the untrained encoder's, tactic by tactic, with a 95% paired bootstrap interval: above 0,
+    training helped on these theorems; around 0, the difference is noise.
 
     Generator: tactic@k is the share of SOURCE's traced tactic steps whose recorded tactic is among the
     generator's top k suggestions for the recorded state (exact up to whitespace; k = 1, 8). `knn` proposes

@@ -49,6 +49,18 @@ def bootstrap_ci(terms: Sequence[float], samples: int = 2000, level: float = 0.9
     return float(lo), float(hi)
 
 
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, samples: int = 2000,
+                      level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Mean of a − b over paired items (two rankers scored on the same tactics) with its percentile bootstrap
+    interval over the items: `{"value", "low", "high", "n"}`, low/high None with fewer than two items. Pairing
+    removes what the tactics share (how hard each one is), so the interval is that of the difference itself,
+    narrower than two separate intervals would suggest."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    ci = bootstrap_ci(d, samples, level, seed)
+    return {"value": float(d.mean()) if len(d) else None, "n": int(len(d)),
+            "low": ci[0] if ci else None, "high": ci[1] if ci else None}
+
+
 def metric_intervals(A: np.ndarray, baseline: Sequence[float] | np.ndarray | None = None, samples: int = 2000,
                      level: float = 0.95, seed: int = 0) -> dict[str, dict[str, Any]]:
     """`{metric: {"value", "low", "high", "n"}}` for ACC, BWT, FWT (low/high None where undefined)."""

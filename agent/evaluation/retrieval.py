@@ -93,33 +93,48 @@ def eval_tactics(theorems: Iterable[Any], names: set[str], query: str = "theorem
     return out
 
 
-def ranking_scores(ranked: Sequence[Sequence[str]], positives: Sequence[set[str]],
-                   k: Sequence[int] = (1, 10)) -> dict[str, float]:
-    """Recall@k and MRR of ranked name lists against positive sets (ReProver's definitions)."""
-    n = len(positives)
-    out: dict[str, float] = {}
-    for kk in k:
-        out[f"recall@{kk}"] = (float(np.mean([len(set(r[:kk]) & p) / len(p) for r, p in zip(ranked, positives)]))
-                               if n else math.nan)
-    rr = []
-    for r, p in zip(ranked, positives):
-        rank = next((i + 1 for i, name in enumerate(r) if name in p), None)
-        rr.append(1.0 / rank if rank else 0.0)
-    out["mrr"] = float(np.mean(rr)) if n else math.nan
+def item_scores(ranked: Sequence[Sequence[str]], positives: Sequence[set[str]],
+                k: Sequence[int] = (1, 10)) -> dict[str, np.ndarray]:
+    """Recall@k and the reciprocal rank of each ranked list against its positive set (ReProver's definitions):
+    one value per tactic, so that two rankers scored on the same tactics can be compared pair by pair."""
+    out = {f"recall@{kk}": np.asarray([len(set(r[:kk]) & p) / len(p) for r, p in zip(ranked, positives)],
+                                      dtype=float) for kk in k}
+    out["mrr"] = np.asarray([1.0 / next((i + 1 for i, name in enumerate(r) if name in p), math.inf)
+                             for r, p in zip(ranked, positives)], dtype=float)
+    return out
+
+
+def mean_scores(items: dict[str, np.ndarray]) -> dict[str, float]:
+    """The means of `item_scores` (NaN over no tactic: an empty cell, not a zero), with the tactics counted."""
+    n = len(next(iter(items.values())))
+    out: dict[str, float] = {name: float(values.mean()) if n else math.nan for name, values in items.items()}
     out["tactics"] = n
     return out
 
 
-def retrieval_scores(query_encoder: Encoder, store: Any, theorems: Iterable[Any], k: Sequence[int] = (1, 10),
-                     num_retrieved: int = NUM_RETRIEVED, rerank: LexicalRerank | None = None) -> dict[str, float]:
-    """Score `query_encoder` against the premise vectors of `store` (a PremiseStore or a :class:`VectorIndex`),
-    with `rerank` (memory/rerank.py) re-ordering its candidates as the prover's premise context does."""
+def ranking_scores(ranked: Sequence[Sequence[str]], positives: Sequence[set[str]],
+                   k: Sequence[int] = (1, 10)) -> dict[str, float]:
+    """Recall@k and MRR of ranked name lists against positive sets (ReProver's definitions)."""
+    return mean_scores(item_scores(ranked, positives, k))
+
+
+def retrieval_items(query_encoder: Encoder, store: Any, theorems: Iterable[Any], k: Sequence[int] = (1, 10),
+                    num_retrieved: int = NUM_RETRIEVED, rerank: LexicalRerank | None = None) -> dict[str, np.ndarray]:
+    """`item_scores` of `query_encoder` against the premise vectors of `store` (a PremiseStore or a
+    :class:`VectorIndex`), with `rerank` (memory/rerank.py) re-ordering its candidates as the prover's premise
+    context does; the tactics are `eval_tactics`' in their order, the same for every encoder."""
     tactics = eval_tactics(theorems, store_names(store))
     if not tactics:
-        return ranking_scores([], [], k)
+        return item_scores([], [], k)
     queries = [s for s, _ in tactics]
     hits = retrieve(store, query_encoder.encode(queries), queries, max(num_retrieved, *k), rerank)
-    return ranking_scores([[h.full_name for h in row] for row in hits], [p for _, p in tactics], k)
+    return item_scores([[h.full_name for h in row] for row in hits], [p for _, p in tactics], k)
+
+
+def retrieval_scores(query_encoder: Encoder, store: Any, theorems: Iterable[Any], k: Sequence[int] = (1, 10),
+                     num_retrieved: int = NUM_RETRIEVED, rerank: LexicalRerank | None = None) -> dict[str, float]:
+    """The means of `retrieval_items`: Recall@k and MRR of `query_encoder` on `theorems`' tactics."""
+    return mean_scores(retrieval_items(query_encoder, store, theorems, k, num_retrieved, rerank))
 
 
 def bm25_scores(names: Sequence[str], texts: Sequence[str], theorems: Iterable[Any], k: Sequence[int] = (1, 10),
