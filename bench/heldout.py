@@ -14,9 +14,9 @@ premises with the training theorems. This bench builds the real thing from the s
 
 Printed: Recall@10 / MRR of the trained retriever, the same encoder without the BM25 rerank (`dense`), the
 untrained encoder and BM25 alone on each unseen fold, their mean over the folds, the trained retriever's ratio
-to the untrained one with the paired interval of their difference, the `knn` generator's tactic@8, and each run's wall
-time and peak resident memory.
-Nothing here is tuned: it measures the defaults.
+to the untrained one with the paired interval of their difference, the `knn` generator's tactic@8, and each
+run's wall time and peak resident memory. Nothing here is tuned: it measures the defaults. The two runs took
+4 min on 2 cores, the whole bench 5.5 min (docs/design-notes.md, 30).
 
     .venv/bin/python bench/heldout.py [--data DIR] [--folds 2] [--seed 1] [--json FILE] [--keep]
 """
