@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agent.evaluation.retrieval import eval_tactics
 from agent.learn.retriever import Corpus
 from bench.heldout import SPLITS, named_premises, write_folds
@@ -43,3 +45,21 @@ def test_each_fold_has_exactly_the_premises_its_tactics_name_and_loads(b4_sample
         theorems = [t for r in repos for t in r.theorems]
         assert len(theorems) == len(records)
         assert eval_tactics(theorems, set(Corpus.from_repositories(repos).names))   # steps to score
+
+
+@pytest.mark.slow
+def test_the_forgetting_bench_scores_an_unseen_export_as_evaluate_does(b4_sample: Path, tmp_path: Path, run_cli):
+    """`bench/forgetting.py --unseen FOLD`'s figure for an encoder is `lifelean evaluate FOLD --split all`'s:
+    the same tactics, the same corpus, the same rerank."""
+    from bench.forgetting import Unseen, unseen_corpus
+    from memory.embedder import Encoder
+
+    fold = write_folds(b4_sample, 4, tmp_path / "folds")[0]
+    result = run_cli("evaluate", str(fold), "--split", "all", "--no-tactics", "--json", workspace=tmp_path / "none")
+    assert result.exit_code == 0, result.output
+    untrained = json.loads(result.output)["untrained"]
+    encoder = Encoder.load(max_length=256)
+    bench = Unseen(str(fold), unseen_corpus(fold, encoder), "theorem", "bm25").scores(encoder)
+    assert bench["tactics"] == untrained["tactics"] > 50
+    for metric in ("recall@1", "recall@10", "mrr"):
+        assert bench[metric] == pytest.approx(untrained[metric], abs=1e-6)
