@@ -182,7 +182,7 @@ class Unseen:
     evaluate DIR --split all` scores them."""
 
     def __init__(self, data: str, vectors: Any, query: str, rerank: str):
-        from agent.evaluation.retrieval import VectorIndex, eval_tactics
+        from agent.evaluation.retrieval import VectorIndex
         from agent.learn.retriever import Corpus
         from curriculum.lean_data import load_dataset, to_repositories
         from memory.rerank import reranker
@@ -190,16 +190,15 @@ class Unseen:
         repos = to_repositories(load_dataset(Path(data)))
         corpus = Corpus.from_repositories(repos)
         self.index = VectorIndex(corpus.names, np.asarray(vectors, dtype=np.float32), corpus.texts)
-        self.items = eval_tactics([t for r in repos for t in r.theorems], set(corpus.names), query=query)
+        self.theorems = [t for r in repos for t in r.theorems]
+        self.query = query
         self.rerank = reranker(rerank)
 
     def scores(self, encoder: Any) -> dict[str, float]:
-        from agent.evaluation.retrieval import NUM_RETRIEVED, ranking_scores
-        from memory.rerank import retrieve
+        from agent.evaluation.retrieval import mean_scores, retrieval_items
 
-        queries = [q for q, _ in self.items]
-        found = retrieve(self.index, encoder.encode(queries), queries, NUM_RETRIEVED, self.rerank)
-        return ranking_scores([[h.full_name for h in hits] for hits in found], [p for _, p in self.items])
+        return mean_scores(retrieval_items(encoder, self.index, self.theorems, rerank=self.rerank,
+                                           query=self.query))
 
 
 def unseen_corpus(data: Path, encoder: Any) -> Any:

@@ -119,11 +119,13 @@ def ranking_scores(ranked: Sequence[Sequence[str]], positives: Sequence[set[str]
 
 
 def retrieval_items(query_encoder: Encoder, store: Any, theorems: Iterable[Any], k: Sequence[int] = (1, 10),
-                    num_retrieved: int = NUM_RETRIEVED, rerank: LexicalRerank | None = None) -> dict[str, np.ndarray]:
+                    num_retrieved: int = NUM_RETRIEVED, rerank: LexicalRerank | None = None,
+                    query: str = "theorem") -> dict[str, np.ndarray]:
     """`item_scores` of `query_encoder` against the premise vectors of `store` (a PremiseStore or a
     :class:`VectorIndex`), with `rerank` (memory/rerank.py) re-ordering its candidates as the prover's premise
-    context does; the tactics are `eval_tactics`' in their order, the same for every encoder."""
-    tactics = eval_tactics(theorems, store_names(store))
+    context does; the tactics are `eval_tactics`' in their order, the same for every encoder, asked in the
+    `query` form (bench/forgetting.py's rows)."""
+    tactics = eval_tactics(theorems, store_names(store), query=query)
     if not tactics:
         return item_scores([], [], k)
     queries = [s for s, _ in tactics]
