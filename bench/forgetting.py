@@ -783,8 +783,9 @@ def main(argv: list[str] | None = None) -> int:
                  "state": "state only (query=state rows)"}[form]
         print(f"untrained MiniLM, query {label}: val R@10 {pooled['val']['recall@10']:.3f} MRR "
               f"{pooled['val']['mrr']:.3f}; test R@10 {pooled['test']['recall@10']:.3f} MRR "
-              f"{pooled['test']['mrr']:.3f}" + (f"; unseen ({ns.unseen.name}) R@10 "
-              f"{unseen_untrained[form]['recall@10']:.3f} MRR {unseen_untrained[form]['mrr']:.3f}" if ns.unseen else ""))
+              f"{pooled['test']['mrr']:.3f}"
+              + (f"; unseen ({ns.unseen.name}) R@10 {unseen_untrained[form]['recall@10']:.3f} MRR "
+                 f"{unseen_untrained[form]['mrr']:.3f}" if ns.unseen else ""))
     head = (f"{'row':<34}{'val R@10':>9}{'val MRR':>8}{'test R@10':>10}{'test MRR':>9}{'ACC':>7}{'BWT':>8}"
             f"{'FWT':>8}{'forget':>8}{'steps':>6}{'s/repo':>7}{'MiB':>6}{'R@10/j':>7}{'MRR/j':>6}"
             + (f"{'unseen R@10':>12}{'MRR':>6}" if ns.unseen else ""))

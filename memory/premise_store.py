@@ -383,8 +383,8 @@ class PremiseStore:
 
     def warm(self) -> None:
         """Load the collection's search index now rather than on the first retrieval: chroma reads it from
-        disk on a client's first read, in time that grows with the store (0.65 s at 100k premises). It searches with one stored vector
-        (no encoder needed); an empty store has nothing to load."""
+        disk on a client's first read, in time that grows with the store (0.65 s at 100k premises). It
+        searches with one stored vector (no encoder needed); an empty store has nothing to load."""
         got = self.collection.get(limit=1, include=["embeddings"])
         if got["ids"]:
             self.collection.query(query_embeddings=np.asarray(got["embeddings"][:1], dtype=np.float32),
