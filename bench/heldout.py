@@ -18,7 +18,8 @@ to the untrained one with the paired interval of their difference, the `knn` gen
 run's wall time and peak resident memory. Nothing here is tuned: it measures the defaults. The two runs took
 4 min on 2 cores, the whole bench 5.5 min (docs/design-notes.md, 30).
 
-    .venv/bin/python bench/heldout.py [--data DIR] [--folds 2] [--seed 1] [--json FILE] [--keep]
+    .venv/bin/python bench/heldout.py [--data DIR] [--folds 2] [--partition 0] [--seed 1] [--json FILE] [--keep]
+    .venv/bin/python bench/heldout.py --partition 1 --write DIR   # only write the folds, for bench/forgetting.py
 """
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ SPLITS = ("train", "val", "test")
 ROWS = ("retriever", "dense", "untrained", "bm25")
 
 
-def fold_of(full_name: str, folds: int) -> int:
-    """A theorem's fold: a hash of its name, so that folds mix files and repositories like a random sample."""
-    return int(hashlib.sha1(full_name.encode()).hexdigest(), 16) % folds
+def fold_of(full_name: str, folds: int, partition: int = 0) -> int:
+    """A theorem's fold: a hash of its name, so that folds mix files and repositories like a random sample.
+    `partition` > 0 salts the hash: another random partition of the same theorems, for a second estimate."""
+    key = f"{partition}:{full_name}" if partition else full_name
+    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % folds
 
 
 def named_premises(theorems: list[dict]) -> set[tuple[str, str]]:
@@ -54,15 +57,15 @@ def named_premises(theorems: list[dict]) -> set[tuple[str, str]]:
     return out
 
 
-def write_folds(data: Path, folds: int, out: Path) -> list[Path]:
-    """Write one LeanDojo export per fold under `out`; the records are copied verbatim."""
+def write_folds(data: Path, folds: int, out: Path, partition: int = 0) -> list[Path]:
+    """Write one LeanDojo export per fold under `out` (`fold_of`'s partition); the records are copied verbatim."""
     splits = {split: json.loads((data / "random" / f"{split}.json").read_text()) for split in SPLITS}
     corpus = [json.loads(line) for line in (data / "corpus.jsonl").read_text().splitlines() if line.strip()]
     dirs = []
     for fold in range(folds):
         target = out / f"fold{fold}"
         (target / "random").mkdir(parents=True)
-        mine = {split: [t for t in theorems if fold_of(t["full_name"], folds) == fold]
+        mine = {split: [t for t in theorems if fold_of(t["full_name"], folds, partition) == fold]
                 for split, theorems in splits.items()}
         for split, theorems in mine.items():
             (target / "random" / f"{split}.json").write_text(json.dumps(theorems))
@@ -106,14 +109,27 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "leandojo_b4_sample"))
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--partition", type=int, default=0, help="which random partition into folds (0: the one "
+                        "design note 30 reports; 1, 2, ...: others, each as random, for more estimates)")
+    parser.add_argument("--write", metavar="DIR", help="only write the folds under DIR (for bench/forgetting.py "
+                        "--data FOLD --unseen OTHER) and stop")
     parser.add_argument("--json", dest="json_out", help="also write the figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the folds and workspaces and print where")
     args = parser.parse_args()
     if args.folds < 2:
         sys.exit(f"--folds {args.folds}: expected at least 2 (one to learn, one to evaluate)")
+    if args.partition < 0:
+        sys.exit(f"--partition {args.partition}: expected 0 or more")
+    if args.write:
+        if Path(args.write).exists() and any(Path(args.write).iterdir()):
+            sys.exit(f"--write {args.write}: expected a new or empty directory")
+        for i, fold in enumerate(write_folds(Path(args.data), args.folds, Path(args.write), args.partition)):
+            theorems, naming, premises = counts(fold)
+            print(f"{fold}: {theorems} theorems, {naming} premise-naming steps, {premises} premises")
+        return
     tmp = Path(tempfile.mkdtemp(prefix="lifelean-heldout-"))
     try:
-        folds = write_folds(Path(args.data), args.folds, tmp)
+        folds = write_folds(Path(args.data), args.folds, tmp, args.partition)
         for i, fold in enumerate(folds):
             theorems, naming, premises = counts(fold)
             print(f"fold {i}: {theorems} theorems, {naming} premise-naming steps, {premises} premises")

@@ -32,6 +32,17 @@ def test_folds_partition_the_sample_and_keep_each_record_and_its_split(b4_sample
     assert min(sizes) > 0.4 * sum(sizes)   # a hash split, not everything in one fold
 
 
+def test_another_partition_is_another_split_of_the_same_theorems(b4_sample: Path, tmp_path: Path):
+    """`--partition 1` salts the hash: a different random halving, still a partition of the sample."""
+    first = [{t["full_name"] for t in _records(f)["train"]} for f in write_folds(b4_sample, 2, tmp_path / "p0")]
+    second = [{t["full_name"] for t in _records(f)["train"]}
+              for f in write_folds(b4_sample, 2, tmp_path / "p1", partition=1)]
+    assert first[0] | first[1] == second[0] | second[1]
+    assert not second[0] & second[1]
+    overlap = len(first[0] & second[0]) / len(first[0])
+    assert 0.3 < overlap < 0.7    # about half of one fold lands in each fold of the other partition
+
+
 def test_each_fold_has_exactly_the_premises_its_tactics_name_and_loads(b4_sample: Path, tmp_path: Path):
     sample_premises = {(json.loads(line)["path"], p["full_name"])
                        for line in (b4_sample / "corpus.jsonl").read_text().splitlines()
