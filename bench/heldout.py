@@ -123,7 +123,7 @@ def main() -> None:
     if args.write:
         if Path(args.write).exists() and any(Path(args.write).iterdir()):
             sys.exit(f"--write {args.write}: expected a new or empty directory")
-        for i, fold in enumerate(write_folds(Path(args.data), args.folds, Path(args.write), args.partition)):
+        for fold in write_folds(Path(args.data), args.folds, Path(args.write), args.partition):
             theorems, naming, premises = counts(fold)
             print(f"{fold}: {theorems} theorems, {naming} premise-naming steps, {premises} premises")
         return
